@@ -1,0 +1,327 @@
+"""The `headway` command: parses arguments, calls the library, renders the result. No decisions here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import docker.errors
+from rich.table import Table
+
+from headway import __version__
+from headway.cli.render import ConsoleReporter, err_console, out_console, print_error, print_json
+from headway.errors import ExitCode, HeadwayError
+from headway.service import Headway
+
+
+class Context:
+    def __init__(self, config: str | None, state_dir: str | None) -> None:
+        self.config = config
+        self.state_dir = state_dir
+
+    def headway(self, environment: str, reporter: ConsoleReporter | None = None) -> Headway:
+        return Headway.open(environment, config=self.config, state_dir=self.state_dir, reporter=reporter)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+env_option = click.option("-e", "--environment", "environment", required=True, metavar="ENV",
+                          help="Environment from headway.yml, e.g. production or staging.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+wait_option = click.option("--wait", type=float, default=None, metavar="SECONDS",
+                           help="Wait this long for another operation's lock instead of failing at once.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="headway")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), default=None,
+              help="Path to headway.yml (default: ./headway.yml or the nearest parent's).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="HEADWAY_STATE_DIR",
+              help="Where the host keeps release history, locks and proxy config (default /var/lib/headway).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, state_dir: str | None) -> None:
+    """Zero-downtime deploys, instant rollback, production and staging on your own Docker hosts."""
+    ctx.obj = Context(config, state_dir)
+
+
+# -- init ---------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--from", "from_compose", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Convert a docker-compose file (repeat for prod + staging files).")
+@click.option("--app", default=None, help="App name (default: the directory's name).")
+@click.option("--force", is_flag=True, help="Overwrite an existing headway.yml.")
+def init(from_compose: tuple[str, ...], app: str | None, force: bool) -> None:
+    """Write a commented headway.yml, or convert a docker-compose file into one."""
+    from headway.config.init import write_config
+
+    result = write_config(Path.cwd(), [Path(p) for p in from_compose], app=app, force=force)
+    err_console.print(f"[green]wrote[/green] {result.path}")
+    for note in result.notes:
+        err_console.print(f"  • {note}")
+    err_console.print("next: `headway proxy boot`, then `headway deploy -e production`")
+
+
+# -- deploy / rollback / releases ---------------------------------------------------------------------
+@cli.command()
+@env_option
+@click.option("--version", "version", default=None, help="Release version (default: git commit, -dirty marked).")
+@wait_option
+@json_option
+@pass_ctx
+def deploy(obj: Context, environment: str, version: str | None, wait: float | None, as_json: bool) -> None:
+    """Build, run the release command, start beside the old, health-gate, switch, drain."""
+    reporter = ConsoleReporter(quiet=False)
+    hw = obj.headway(environment, reporter)
+    outcome = hw.deploy(version=version, wait=wait)
+    rec = outcome.record
+    if as_json:
+        print_json({"release": rec.model_dump(), "urls": outcome.urls,
+                    "steps": [s.__dict__ for s in reporter.steps]})
+        return
+    err_console.print(f"[bold green]deployed[/bold green] {hw.target.app}/{environment} release {rec.version} "
+                      f"(deploy {rec.number}, {rec.color}) in {rec.duration_s:.1f}s")
+    for url in outcome.urls:
+        err_console.print(f"  {url}")
+
+
+@cli.command()
+@env_option
+@click.argument("release", required=False)
+@wait_option
+@json_option
+@pass_ctx
+def rollback(obj: Context, environment: str, release: str | None, wait: float | None, as_json: bool) -> None:
+    """Put a previous release back in service (default: the one before the live one)."""
+    reporter = ConsoleReporter()
+    hw = obj.headway(environment, reporter)
+    outcome = hw.rollback(release, wait=wait)
+    rec = outcome.record
+    if as_json:
+        print_json({"release": rec.model_dump(), "urls": outcome.urls,
+                    "steps": [s.__dict__ for s in reporter.steps]})
+        return
+    err_console.print(f"[bold green]rolled back[/bold green] {hw.target.app}/{environment} to release "
+                      f"{rec.version} (deploy {rec.target}); traffic switched in {rec.duration_s:.2f}s")
+
+
+@cli.command()
+@env_option
+@json_option
+@pass_ctx
+def releases(obj: Context, environment: str, as_json: bool) -> None:
+    """The release history: deploys, rollbacks, scale, stop and start."""
+    hw = obj.headway(environment)
+    history = hw.state.history()
+    if as_json:
+        print_json([r.model_dump() for r in history])
+        return
+    table = Table("#", "action", "version", "outcome", "by", "when", "took", "note", box=None)
+    for r in history:
+        note = r.error or (f"to deploy {r.target}" if r.action == "rollback" else "")
+        table.add_row(str(r.number), r.action, r.version, r.outcome, r.by, r.started_at[:19].replace("T", " "),
+                      f"{r.duration_s:.1f}s", note)
+    out_console.print(table)
+
+
+# -- day two ------------------------------------------------------------------------------------------
+@cli.command()
+@env_option
+@json_option
+@pass_ctx
+def status(obj: Context, environment: str, as_json: bool) -> None:
+    """What is live: release, containers, health, uptime, URLs."""
+    report = obj.headway(environment).status()
+    if as_json:
+        print_json(report)
+        return
+    out_console.print(f"[bold]{report['app']}/{report['environment']}[/bold]  release "
+                      f"{report['release'] or '—'} (deploy {report['deploy'] or '—'})"
+                      f"{'  [red]STOPPED[/red]' if report['stopped'] else ''}")
+    if report.get("lock"):
+        out_console.print(f"[yellow]locked by {report['lock']['by']} since {report['lock']['since']}: "
+                          f"{report['lock']['command']}[/yellow]")
+    table = Table("container", "role", "release", "state", "health", "up since", box=None)
+    for c in report["containers"]:
+        table.add_row(c["name"], c["role"], c["release"], c["state"], c["health"], c["started_at"])
+    out_console.print(table)
+    for url in report["urls"]:
+        out_console.print(f"  {url}")
+
+
+@cli.command()
+@env_option
+@click.argument("role", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--since", default=None, help="Only lines newer than this: 10m, 2h, 30s.")
+@click.option("--tail", default=100, show_default=True, help="Lines per container to start with.")
+@pass_ctx
+def logs(obj: Context, environment: str, role: str | None, follow: bool, since: str | None, tail: int) -> None:
+    """Logs of the live release's containers, merged, each line prefixed by its container."""
+    for line in obj.headway(environment).logs(role=role, follow=follow, since=since, tail=tail):
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@env_option
+@click.argument("role")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_ctx
+def exec_(obj: Context, environment: str, role: str, command: tuple[str, ...]) -> None:
+    """Run a command in a one-off container of the live release (a console, a script)."""
+    code = obj.headway(environment).exec(role, list(command), interactive=sys.stdin.isatty())
+    sys.exit(code)
+
+
+@cli.command()
+@env_option
+@click.argument("counts", nargs=-1, required=True)
+@wait_option
+@json_option
+@pass_ctx
+def scale(obj: Context, environment: str, counts: tuple[str, ...], wait: float | None, as_json: bool) -> None:
+    """Change replicas without failing a request: headway scale -e production web=3 worker=2."""
+    parsed: dict[str, int] = {}
+    for item in counts:
+        role, sep, n = item.partition("=")
+        if not sep or not n.isdigit():
+            raise HeadwayError(f"{item!r} is not ROLE=COUNT", "write e.g. web=3 worker=2",
+                               exit_code=ExitCode.USAGE)
+        parsed[role] = int(n)
+    replicas = obj.headway(environment, ConsoleReporter()).scale(parsed, wait=wait)
+    if as_json:
+        print_json({"replicas": replicas})
+    else:
+        err_console.print("[green]scaled[/green] " + " ".join(f"{k}={v}" for k, v in replicas.items()))
+
+
+@cli.command()
+@env_option
+@pass_ctx
+def stop(obj: Context, environment: str) -> None:
+    """Stop the environment's app containers (the proxy answers 503 until `start`)."""
+    obj.headway(environment, ConsoleReporter()).deployer.stop()
+    err_console.print(f"[yellow]stopped[/yellow] {environment}")
+
+
+@cli.command()
+@env_option
+@pass_ctx
+def start(obj: Context, environment: str) -> None:
+    """Start a stopped environment again: health-gate, then route traffic."""
+    obj.headway(environment, ConsoleReporter()).deployer.start()
+    err_console.print(f"[green]started[/green] {environment}")
+
+
+@cli.command()
+@env_option
+@click.option("--volumes", is_flag=True, help="Also delete the environment's volumes (databases!).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def remove(obj: Context, environment: str, volumes: bool, yes: bool) -> None:
+    """Remove an environment: containers, network, proxy route, history. Volumes stay unless --volumes."""
+    hw = obj.headway(environment, ConsoleReporter())
+    if not yes:
+        what = "containers, network, route and history" + (" AND ITS VOLUMES (data)" if volumes else "")
+        if not sys.stdin.isatty() or not click.confirm(f"Remove {hw.target.app}/{environment}: {what}?"):
+            raise HeadwayError("not removed", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
+    removed = hw.deployer.remove(volumes=volumes, confirmed=True)
+    err_console.print(f"[yellow]removed[/yellow] {len(removed)} object(s) of {hw.target.app}/{environment}")
+
+
+# -- proxy --------------------------------------------------------------------------------------------
+@cli.group()
+def proxy() -> None:
+    """headway's nginx, shared by every app and environment on the host."""
+
+
+@proxy.command("boot")
+@click.option("--image", default=None, help="nginx image (default nginx:stable).")
+@click.option("--http-port", type=int, default=None, help="Port for routing by host name (default 80).")
+@click.option("--control-port", type=int, default=None, help="Loopback port headway uses to confirm reloads.")
+@click.option("--name", default=None, help="Container name (default headway-proxy).")
+@json_option
+@pass_ctx
+def proxy_boot(obj: Context, image: str | None, http_port: int | None, control_port: int | None,
+               name: str | None, as_json: bool) -> None:
+    """Start the proxy (idempotent); it serves every route recorded on this host."""
+    st = Headway.proxy_only(obj.state_dir).boot(image=image, http_port=http_port, control_port=control_port,
+                                                name=name)
+    if as_json:
+        print_json(st.model_dump())
+    else:
+        err_console.print(f"[green]proxy running[/green] {st.container} ({st.image}) on port {st.http_port}, "
+                          f"{len(st.routes)} route(s)")
+
+
+@proxy.command("status")
+@json_option
+@pass_ctx
+def proxy_status(obj: Context, as_json: bool) -> None:
+    """Whether the proxy runs, its config generation and its routes."""
+    st = Headway.proxy_only(obj.state_dir).status()
+    if as_json:
+        print_json(st.model_dump())
+        return
+    out_console.print(f"{st.container} ({st.image}): {'running' if st.running else 'NOT RUNNING'}, "
+                      f"generation {st.generation or '—'}")
+    table = Table("app", "environment", "release", "domains", "port", "upstreams", box=None)
+    for r in st.routes:
+        table.add_row(r.app, r.environment, r.release, " ".join(r.domains), str(r.port or ""),
+                      " ".join(r.upstreams) or "(stopped)")
+    out_console.print(table)
+
+
+@proxy.command("logs")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("--access", is_flag=True, help="Show the JSON access log instead of nginx's own log.")
+@click.option("--tail", default=100, show_default=True)
+@pass_ctx
+def proxy_logs(obj: Context, follow: bool, access: bool, tail: int) -> None:
+    """nginx's error log, or with --access the JSON access log."""
+    px = Headway.proxy_only(obj.state_dir)
+    lines = _tail_file(px.access_log, tail, follow) if access else px.logs(follow=follow, tail=tail)
+    for line in lines:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _tail_file(path: Path, n: int, follow: bool) -> Any:
+    import time
+
+    if not path.exists():
+        return
+    with open(path) as fh:
+        lines = fh.readlines()[-n:]
+        yield from (ln.rstrip("\n") for ln in lines)
+        while follow:
+            line = fh.readline()
+            if line:
+                yield line.rstrip("\n")
+            else:
+                time.sleep(0.2)  # tail -f
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(ExitCode.ABORTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except HeadwayError as exc:
+        print_error(exc)
+        sys.exit(int(exc.exit_code))
+    except docker.errors.DockerException as exc:
+        if os.environ.get("HEADWAY_DEBUG"):
+            raise
+        print_error(HeadwayError(f"Docker refused: {exc}", "see the message; set HEADWAY_DEBUG=1 for a trace"))
+        sys.exit(ExitCode.FAILURE)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,250 @@
+"""The headway.yml schema. Unknown keys are errors, so a typo never silently does nothing."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from headway.config.duration import Duration
+
+NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
+Name = Annotated[str, Field(pattern=NAME)]
+AccessoryVolumes = list[tuple[str, str]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_command(value: str | list[str] | None) -> list[str] | None:
+    if value is None or isinstance(value, list):
+        return value
+    return shlex.split(value)
+
+
+class ImageBuild(Strict):
+    """How the release image is built: `docker build` with these settings."""
+
+    name: str | None = Field(None, description="image repository; defaults to the app name")
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    target: str | None = None
+    args: dict[str, str] = Field(default_factory=dict)
+
+
+class HttpHealth(Strict):
+    """An HTTP check made against each new web container itself, before it gets traffic."""
+
+    path: str = "/health"
+    interval: Duration = 1.0
+    timeout: Duration = 2.0
+    attempts: int = Field(60, ge=1)
+    start_period: Duration = 0.0
+    status: int = Field(200, ge=100, le=599)
+    host: str | None = Field(None, description="Host header to send; defaults to the first domain")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("a health check path starts with /, e.g. /health")
+        return v
+
+
+class CommandHealth(Strict):
+    """A check for roles without HTTP: a command inside the container, or 'stays running for N s'."""
+
+    command: str | list[str] | None = None
+    stays_running: Duration | None = None
+    interval: Duration = 1.0
+    timeout: Duration = 5.0
+    attempts: int = Field(30, ge=1)
+    start_period: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CommandHealth:
+        if (self.command is None) == (self.stays_running is None):
+            raise ValueError("give exactly one of `command` or `stays_running`")
+        return self
+
+    @property
+    def argv(self) -> list[str] | None:
+        return _split_command(self.command)
+
+
+class Resources(Strict):
+    cpus: float | None = Field(None, gt=0)
+    memory: str | None = Field(None, description="e.g. 512m, 1g")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", v.lower()):
+            raise ValueError("memory is a size such as 256m or 1g")
+        return v
+
+
+def _health_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "command-check" if ("command" in value or "stays_running" in value) else "http-check"
+    return "command-check" if isinstance(value, CommandHealth) else "http-check"
+
+
+HealthCheck = Annotated[
+    Annotated[HttpHealth, Tag("http-check")] | Annotated[CommandHealth, Tag("command-check")],
+    Discriminator(_health_kind),
+]
+
+
+class Role(Strict):
+    command: str | list[str] | None = None
+    port: int | None = Field(None, ge=1, le=65535, description="container port that serves HTTP")
+    replicas: int = Field(1, ge=0, le=100)
+    health: HealthCheck | None = None
+    stop_timeout: Duration = 10.0
+    resources: Resources | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str] | None:
+        return _split_command(self.command)
+
+    @model_validator(mode="after")
+    def _health_fits(self) -> Role:
+        if self.port is None and isinstance(self.health, HttpHealth):
+            raise ValueError("an HTTP health check needs the role's `port`; use `command` or `stays_running`")
+        return self
+
+
+class Accessory(Strict):
+    """A service the app needs that is not deployed per release (database, cache): started once, kept."""
+
+    image: str
+    command: str | list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list, description="names from the secrets file to pass in")
+    volumes: list[str] = Field(default_factory=list, description="NAME:/path, a named volume per environment")
+    port: int | None = Field(None, ge=1, le=65535)
+    health: CommandHealth | None = None
+    resources: Resources | None = None
+
+    @property
+    def argv(self) -> list[str] | None:
+        return _split_command(self.command)
+
+    @property
+    def volume_mounts(self) -> AccessoryVolumes:
+        return [tuple(v.split(":", 1)) for v in self.volumes]  # type: ignore[misc]
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: list[str]) -> list[str]:
+        for item in v:
+            name, _, path = item.partition(":")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or not path.startswith("/"):
+                raise ValueError(f"volume {item!r} should be NAME:/absolute/path, e.g. data:/var/lib/data")
+        return v
+
+
+class DeploySettings(Strict):
+    drain_timeout: Duration = 30.0
+    health_deadline: Duration = 120.0
+    release_timeout: Duration = 600.0
+    retain: int = Field(5, ge=1, le=50, description="how many past releases keep their containers")
+    warm_standby: bool = Field(False, description="keep the previous release running for instant rollback")
+    lock_wait: Duration = Field(0.0, description="how long a deploy waits for another to finish; 0 fails fast")
+
+
+class Environment(Strict):
+    hosts: list[str] = Field(default_factory=lambda: ["local"])
+    domains: list[str] = Field(default_factory=list)
+    port: int | None = Field(None, ge=1, le=65535, description="published port on the proxy")
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets_file: str | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    resources: dict[str, Resources] = Field(default_factory=dict)
+    seed: str | list[str] | None = None
+    deploy: DeploySettings | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _local_only(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if host not in ("local", "localhost"):
+                raise ValueError(f"host {host!r}: this version deploys to the local Docker engine; use `local`")
+        return v
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", d):
+                raise ValueError(f"{d!r} is not a valid domain name (lower case, e.g. app.example.com)")
+        return v
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, v: dict[str, int]) -> dict[str, int]:
+        for role, n in v.items():
+            if not 0 <= n <= 100:
+                raise ValueError(f"replicas for {role!r} must be between 0 and 100")
+        return v
+
+
+class AppConfig(Strict):
+    app: Name
+    image: ImageBuild = ImageBuild()
+    roles: dict[Name, Role]
+    release: str | list[str] | None = Field(None, description="run once per deploy before traffic moves")
+    accessories: dict[Name, Accessory] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    deploy: DeploySettings = DeploySettings()
+    environments: dict[Name, Environment]
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: dict[str, Role]) -> dict[str, Role]:
+        if not v:
+            raise ValueError("declare at least one role, e.g. web")
+        web = [n for n, r in v.items() if r.port is not None]
+        if len(web) > 1:
+            raise ValueError(f"only one role can serve HTTP (has `port`); found {', '.join(web)}")
+        return v
+
+    @field_validator("environments")
+    @classmethod
+    def _envs(cls, v: dict[str, Environment]) -> dict[str, Environment]:
+        if not v:
+            raise ValueError("declare at least one environment, e.g. production")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AppConfig:
+        clash = set(self.roles) & set(self.accessories)
+        if clash:
+            raise ValueError(f"{', '.join(sorted(clash))}: a name is either a role or an accessory, not both")
+        for env_name, env in self.environments.items():
+            for role in list(env.replicas) + list(env.resources):
+                if role not in self.roles:
+                    raise ValueError(
+                        f"environments.{env_name}: unknown role {role!r} (roles: {', '.join(self.roles)})")
+        ports: dict[int, str] = {}
+        for env_name, env in self.environments.items():
+            if env.port is not None:
+                if env.port in ports:
+                    raise ValueError(f"environments {ports[env.port]} and {env_name} both publish port {env.port}")
+                ports[env.port] = env_name
+        return self
+
+    @property
+    def web_role(self) -> str | None:
+        return next((n for n, r in self.roles.items() if r.port is not None), None)
+
+    @property
+    def release_argv(self) -> list[str] | None:
+        return _split_command(self.release)
+
+

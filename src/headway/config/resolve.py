@@ -1,0 +1,144 @@
+"""One app in one environment: the base config with that environment's overrides and secrets applied."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headway.config.loader import find_config, load_config
+from headway.config.model import AccessoryVolumes, AppConfig, CommandHealth, DeploySettings, HttpHealth, Resources
+from headway.config.secrets import default_secrets_path, load_secrets
+from headway.errors import ConfigError
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Secrets(dict[str, str]):
+    """Secret values; their repr never shows a value, so they cannot leak through logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return f"Secrets({', '.join(sorted(self))})"
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    argv: list[str] | None
+    port: int | None
+    replicas: int
+    health: HttpHealth | CommandHealth | None
+    stop_timeout: float
+    resources: Resources | None
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AccessorySpec:
+    name: str
+    image: str
+    argv: list[str] | None
+    env: dict[str, str]
+    secret_names: list[str]
+    volumes: AccessoryVolumes
+    port: int | None
+    health: CommandHealth | None
+    resources: Resources | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a deploy of `app` to `environment` needs to know, resolved and checked."""
+
+    app: str
+    environment: str
+    root: Path
+    config: AppConfig
+    roles: dict[str, RoleSpec]
+    accessories: dict[str, AccessorySpec]
+    domains: list[str]
+    port: int | None
+    deploy: DeploySettings
+    seed_argv: list[str] | None
+    env: dict[str, str] = field(repr=False)
+    secrets: Secrets = field(repr=False)
+
+    @property
+    def web_role(self) -> RoleSpec | None:
+        return next((r for r in self.roles.values() if r.port is not None), None)
+
+    @property
+    def image_repository(self) -> str:
+        return self.config.image.name or self.app
+
+    def container_env(self, role: RoleSpec | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The env of an app container: config env, then role env, with ${SECRET} references filled in."""
+        merged = {**self.env, **(role.env if role else {})}
+        values = {k: self._interpolate(k, v) for k, v in merged.items()}
+        return {**self.secrets, **values, **(extra or {})}
+
+    def accessory_env(self, acc: AccessorySpec) -> dict[str, str]:
+        env = {k: self._interpolate(k, v) for k, v in acc.env.items()}
+        env.update({name: self.secrets[name] for name in acc.secret_names})
+        return env
+
+    def _interpolate(self, key: str, value: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name in self.secrets:
+                return self.secrets[name]
+            if name in self.env and "${" not in self.env[name]:
+                return self.env[name]
+            raise ConfigError(f"env {key} refers to ${{{name}}}, which is neither a secret nor an env var",
+                              f"add {name}=... to the secrets file of {self.environment}")
+        return _REF.sub(sub, value)
+
+    def config_hash(self) -> str:
+        """Changes whenever anything that shapes the running containers changes (secrets included, unseen)."""
+        body = json.dumps({"config": self.config.model_dump(mode="json"), "environment": self.environment,
+                           "secrets": sorted((k, hashlib.sha256(v.encode()).hexdigest())
+                                             for k, v in self.secrets.items())}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def resolve(config: AppConfig, environment: str, root: Path) -> Target:
+    if environment not in config.environments:
+        known = ", ".join(config.environments)
+        raise ConfigError(f"no environment {environment!r} in headway.yml (known: {known})",
+                          f"use -e with one of: {known}, or add it under `environments:`")
+    env_cfg = config.environments[environment]
+    deploy = env_cfg.deploy or config.deploy
+    roles = {}
+    for name, role in config.roles.items():
+        resources = env_cfg.resources.get(name, role.resources)
+        roles[name] = RoleSpec(name=name, argv=role.argv, port=role.port,
+                               replicas=env_cfg.replicas.get(name, role.replicas), health=role.health,
+                               stop_timeout=role.stop_timeout, resources=resources, env=dict(role.env))
+    accessories = {
+        name: AccessorySpec(name=name, image=acc.image, argv=acc.argv, env=dict(acc.env),
+                            secret_names=list(acc.secrets), volumes=acc.volume_mounts, port=acc.port,
+                            health=acc.health, resources=acc.resources)
+        for name, acc in config.accessories.items()
+    }
+    secrets_path = root / env_cfg.secrets_file if env_cfg.secrets_file else default_secrets_path(root, environment)
+    needed = sorted({s for a in accessories.values() for s in a.secret_names}
+                    | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in _REF.finditer(v)})
+    secrets = Secrets(load_secrets(secrets_path, required=bool(needed)))
+    env = {**config.env, **env_cfg.env}
+    missing = [n for n in needed if n not in secrets and not (n in env and "${" not in env[n])]
+    if missing:
+        raise ConfigError(f"{secrets_path}: missing {', '.join(missing)}",
+                          f"add {missing[0]}=... to {secrets_path} (mode 600)")
+    seed = env_cfg.seed
+    seed_argv = shlex.split(seed) if isinstance(seed, str) else seed
+    return Target(app=config.app, environment=environment, root=root, config=config, roles=roles,
+                  accessories=accessories, domains=list(env_cfg.domains), port=env_cfg.port, deploy=deploy,
+                  seed_argv=seed_argv, env=env, secrets=secrets)
+
+
+def load_target(environment: str, config_path: str | Path | None = None) -> Target:
+    path = find_config(explicit=config_path)
+    return resolve(load_config(path), environment, path.parent)

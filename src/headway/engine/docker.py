@@ -1,0 +1,249 @@
+"""The Docker Engine, through the docker SDK: every call headway makes to the engine goes through here."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from headway.config.model import Resources
+from headway.engine import labels as L
+from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OneOffResult:
+    exit_code: int
+    output: str
+    timed_out: bool = False
+
+
+class DockerEngine:
+    """A thin, typed layer over the docker SDK with headway's labels and error messages."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        if client is None:
+            try:
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise DockerUnavailable(
+                    "cannot reach the Docker daemon (is it running?)",
+                    "start it (`systemctl start docker`, or `dockerd &` on hosts without systemd) "
+                    "or set DOCKER_HOST", details=str(exc)) from None
+        self.client = client
+
+    # -- networks and volumes ---------------------------------------------------------------------------
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        if not self.client.networks.list(names=[name]):
+            self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+
+    def remove_network(self, name: str) -> None:
+        for net in self.client.networks.list(names=[name]):
+            try:
+                net.remove()
+            except docker.errors.NotFound:
+                pass
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name, labels=labels)
+
+    def volumes(self, selector: list[str]) -> list[Any]:
+        return list(self.client.volumes.list(filters={"label": selector}))
+
+    # -- images -------------------------------------------------------------------------------------------
+    def build(self, *, context: Path, dockerfile: str, tag: str, args: dict[str, str], target: str | None,
+              labels: dict[str, str], on_line: LineSink | None = None) -> str:
+        """Build an image; on failure raise BuildFailed with the build's last lines."""
+        tail: deque[str] = deque(maxlen=25)
+        if not context.is_dir():
+            raise BuildFailed(f"build context {context} is not a directory", "fix image.context in headway.yml")
+        if not (context / dockerfile).is_file():
+            raise BuildFailed(f"no Dockerfile at {context / dockerfile}", "fix image.dockerfile in headway.yml")
+        try:
+            stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag, buildargs=args,
+                                           target=target, labels=labels, rm=True, forcerm=True, decode=True)
+            image_id = None
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if line.strip():
+                            tail.append(line)
+                            if on_line:
+                                on_line(line)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    tail.append(chunk["error"].strip())
+                    raise BuildFailed("image build failed: " + chunk["error"].strip().splitlines()[-1],
+                                      "fix the Dockerfile or build context; the build output is above",
+                                      details="\n".join(tail))
+        except docker.errors.APIError as exc:
+            raise BuildFailed(f"image build failed: {exc.explanation or exc}",
+                              "fix the Dockerfile or build context", details="\n".join(tail)) from None
+        return image_id or self.client.images.get(tag).id
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref, noprune=False)
+        except (docker.errors.ImageNotFound, docker.errors.APIError):
+            pass  # still used by a container, or already gone
+
+    def require_image(self, ref: str, what: str) -> None:
+        """Make sure an image is present, pulling it when it is not."""
+        if self.image_exists(ref):
+            return
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.DockerException as exc:
+            raise HeadwayError(f"{what}: image {ref} is not on this host and could not be pulled",
+                               f"check the image name, or build/pull it first (`docker pull {ref}`)",
+                               details=str(exc)) from None
+
+    # -- containers ---------------------------------------------------------------------------------------
+    def containers(self, selector: list[str], *, include_stopped: bool = True) -> list[Container]:
+        return list(self.client.containers.list(all=include_stopped, filters={"label": selector}))
+
+    def get(self, name: str) -> Container | None:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def create(self, *, name: str, image: str, command: list[str] | None, env: dict[str, str],
+               labels: dict[str, str], network: str | None, aliases: list[str] | None = None,
+               resources: Resources | None = None,
+               volumes: dict[str, dict[str, str]] | None = None, restart: bool = True,
+               network_mode: str | None = None, ports: dict[str, int] | None = None) -> Container:
+        kwargs: dict[str, Any] = {}
+        if resources is not None:
+            if resources.cpus:
+                kwargs["nano_cpus"] = int(resources.cpus * 1e9)
+            if resources.memory:
+                kwargs["mem_limit"] = resources.memory
+        if network_mode:
+            kwargs["network_mode"] = network_mode
+        elif network:
+            kwargs["network"] = network
+            if aliases:
+                kwargs["networking_config"] = {network: self.client.api.create_endpoint_config(aliases=aliases)}
+        container = self.client.containers.create(
+            image, command=command, name=name, environment=env, labels=labels, detach=True,
+            stop_signal="SIGTERM", volumes=volumes or {}, ports=ports or {},
+            restart_policy={"Name": "unless-stopped"} if restart else None,
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            **kwargs)
+        return container
+
+    def start(self, container: Container) -> None:
+        container.start()
+
+    def stop(self, container: Container, timeout: float) -> None:
+        try:
+            container.stop(timeout=int(max(1, timeout)))
+        except docker.errors.NotFound:
+            pass
+
+    def remove(self, container: Container, *, volumes: bool = False) -> None:
+        try:
+            container.remove(force=True, v=volumes)
+        except docker.errors.NotFound:
+            pass
+
+    def state(self, container: Container) -> dict[str, Any]:
+        container.reload()
+        return dict(container.attrs["State"])
+
+    def ip_address(self, container: Container, network: str | None = None) -> str | None:
+        container.reload()
+        nets = container.attrs["NetworkSettings"]["Networks"]
+        if network and network in nets:
+            return nets[network]["IPAddress"] or None
+        for net in nets.values():
+            if net.get("IPAddress"):
+                return str(net["IPAddress"])
+        return None
+
+    def exec(self, container: Container, argv: list[str], *, timeout: float | None = None) -> OneOffResult:
+        result: list[Any] = []
+
+        def run() -> None:
+            result.append(container.exec_run(argv, demux=False))
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return OneOffResult(exit_code=-1, output="", timed_out=True)
+        exit_code, output = result[0]
+        return OneOffResult(exit_code=int(exit_code if exit_code is not None else -1),
+                            output=(output or b"").decode(errors="replace"))
+
+    def logs(self, container: Container, *, tail: int | str = "all", since: float | None = None,
+             follow: bool = False) -> Iterator[str]:
+        kwargs: dict[str, Any] = {"stream": True, "follow": follow, "tail": tail, "stdout": True, "stderr": True}
+        if since is not None:
+            kwargs["since"] = int(since)
+        buf = b""
+        for chunk in container.logs(**kwargs):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode(errors="replace")
+        if buf:
+            yield buf.decode(errors="replace")
+
+    def last_lines(self, container: Container, n: int = 20) -> str:
+        try:
+            return str(container.logs(tail=n, stdout=True, stderr=True).decode(errors="replace")).rstrip()
+        except docker.errors.DockerException:
+            return ""
+
+    def run_oneoff(self, *, name: str, image: str, command: list[str], env: dict[str, str],
+                   labels: dict[str, str], network: str | None, timeout: float,
+                   on_line: LineSink | None = None, resources: Resources | None = None) -> OneOffResult:
+        """Run a command to completion in a fresh container, stream its output, then remove it."""
+        container = self.create(name=name, image=image, command=command, env=env, labels=labels,
+                                network=network, resources=resources, restart=False)
+        tail: deque[str] = deque(maxlen=200)
+        try:
+            container.start()
+            deadline = time.monotonic() + timeout
+            reader = threading.Thread(target=self._pump, args=(container, tail, on_line), daemon=True)
+            reader.start()
+            try:
+                status = container.wait(timeout=max(1, int(timeout)))
+            except Exception:  # the wait timed out (requests raises its own ReadTimeout/ConnectionError)
+                container.kill()
+                reader.join(5)
+                return OneOffResult(exit_code=-1, output="\n".join(tail), timed_out=True)
+            reader.join(max(1.0, deadline - time.monotonic()))
+            return OneOffResult(exit_code=int(status.get("StatusCode", -1)), output="\n".join(tail))
+        finally:
+            self.remove(container)
+
+    def _pump(self, container: Container, tail: deque[str], on_line: LineSink | None) -> None:
+        for line in self.logs(container, follow=True):
+            tail.append(line)
+            if on_line:
+                on_line(line)

@@ -1,0 +1,270 @@
+"""headway's nginx: one per host, shared by every app and environment, reconfigured without dropping a request.
+
+A change is rendered into a fresh config tree, checked with `nginx -t` inside the proxy container, and only then
+made live by swapping the `current` symlink and sending SIGHUP; the old workers finish in-flight requests.
+A config that does not validate never goes live, so one app cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import jinja2
+from docker.models.containers import Container
+from pydantic import BaseModel
+
+from headway.engine import labels as L
+from headway.engine.docker import DockerEngine
+from headway.errors import ProxyError
+from headway.proxy.routes import Route, RouteTable
+
+MOUNT = "/etc/headway"
+KEEP_TREES = 5
+
+
+class ProxySettings(BaseModel):
+    name: str = "headway-proxy"
+    image: str = "nginx:stable"
+    http_port: int = 80
+    control_port: int = 8765
+    drain_timeout: float = 30.0
+
+
+class ProxyStatus(BaseModel):
+    running: bool
+    container: str
+    image: str
+    generation: str | None
+    http_port: int
+    routes: list[Route]
+
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("headway.proxy", "templates"),
+                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                autoescape=False)
+
+
+class Proxy:
+    def __init__(self, engine: DockerEngine, state_dir: Path) -> None:
+        self.engine = engine
+        self.dir = state_dir / "proxy"
+        self.routes = RouteTable(self.dir / "routes")
+
+    # -- settings ---------------------------------------------------------------------------------------
+    @property
+    def settings_path(self) -> Path:
+        return self.dir / "settings.json"
+
+    def settings(self) -> ProxySettings:
+        if self.settings_path.exists():
+            return ProxySettings.model_validate_json(self.settings_path.read_text())
+        return ProxySettings()
+
+    def container(self) -> Container | None:
+        return self.engine.get(self.settings().name)
+
+    def is_running(self) -> bool:
+        c = self.container()
+        return c is not None and self.engine.state(c).get("Running", False)
+
+    # -- boot -------------------------------------------------------------------------------------------
+    def boot(self, *, image: str | None = None, http_port: int | None = None, control_port: int | None = None,
+             name: str | None = None) -> ProxyStatus:
+        """Start the proxy (or restart it on new settings), serving every route already recorded."""
+        with self._locked():
+            old = self.settings()
+            settings = old.model_copy(update={k: v for k, v in {
+                "image": image, "http_port": http_port, "control_port": control_port, "name": name}.items()
+                if v is not None})
+            existing = self.engine.get(settings.name)
+            if existing is not None and self.engine.state(existing).get("Running") and settings == old:
+                return self.status()
+            self.engine.require_image(settings.image, "proxy")
+            if existing is not None:
+                self.engine.remove(existing)
+            ports = {settings.http_port, *(r.port for r in self.routes.all().values() if r.port)}
+            _require_free_ports(ports | {settings.control_port}, owned=set())
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "logs").mkdir(exist_ok=True)
+            self.settings_path.write_text(settings.model_dump_json(indent=2))
+            generation = self._render(self.routes.all(), settings)
+            self._point_current_at(generation)
+            container = self.engine.create(
+                name=settings.name, image=settings.image,
+                command=["nginx", "-c", f"{MOUNT}/current/nginx.conf", "-g", "daemon off;"],
+                env={}, labels=L.owned("proxy"), network=None, network_mode="host",
+                volumes={str(self.dir.resolve()): {"bind": MOUNT, "mode": "rw"}})
+            container.start()
+            self._await_generation(generation, settings, container)
+            return self.status()
+
+    def status(self) -> ProxyStatus:
+        settings = self.settings()
+        c = self.engine.get(settings.name)
+        running = c is not None and bool(self.engine.state(c).get("Running"))
+        return ProxyStatus(running=running, container=settings.name, image=settings.image,
+                           generation=self._live_generation(settings) if running else None,
+                           http_port=settings.http_port, routes=list(self.routes.all().values()))
+
+    def logs(self, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
+        c = self.container()
+        if c is None:
+            raise ProxyError("the proxy is not running", "run `headway proxy boot`")
+        yield from self.engine.logs(c, tail=tail, follow=follow)
+
+    @property
+    def access_log(self) -> Path:
+        return self.dir / "logs" / "access.log"
+
+    # -- changing routes --------------------------------------------------------------------------------
+    def apply(self, change: Callable[[dict[str, Route]], None]) -> str:
+        """Change the route table, validate the result with nginx -t, make it live, wait until it is."""
+        with self._locked():
+            settings = self.settings()
+            container = self.container()
+            if container is None or not self.engine.state(container).get("Running"):
+                raise ProxyError("the headway proxy is not running", "run `headway proxy boot`")
+            before = self.routes.all()
+            after = {k: v.model_copy(deep=True) for k, v in before.items()}
+            change(after)
+            _check_conflicts(after, settings)
+            new_ports = {r.port for r in after.values() if r.port} - {r.port for r in before.values() if r.port}
+            _require_free_ports(new_ports, owned=set())
+            generation = self._render(after, settings)
+            self._validate(container, generation)
+            self.routes.save(after)
+            self._point_current_at(generation)
+            container.kill(signal="HUP")
+            self._await_generation(generation, settings, container)
+            self._prune_trees(keep=generation)
+            return generation
+
+    def set_route(self, route: Route) -> str:
+        def change(routes: dict[str, Route]) -> None:
+            routes[route.key] = route
+        return self.apply(change)
+
+    def drop_route(self, app: str, environment: str) -> str:
+        def change(routes: dict[str, Route]) -> None:
+            routes.pop(f"{app}--{environment}", None)
+        return self.apply(change)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until nginx workers from earlier generations have finished their requests."""
+        container = self.container()
+        if container is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            titles = [p[-1] for p in container.top(ps_args="-eo pid,args").get("Processes") or []]
+            if not any("shutting down" in t for t in titles):
+                return True
+            time.sleep(0.1)  # nginx gives no event when an old worker exits
+        return False
+
+    # -- internals --------------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "proxy.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _render(self, routes: dict[str, Route], settings: ProxySettings) -> str:
+        generation = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
+        tree = self.dir / "trees" / generation
+        tree.mkdir(parents=True)
+        text = _TEMPLATES.get_template("nginx.conf.j2").render(
+            generation=generation, routes=sorted(routes.values(), key=lambda r: r.key),
+            http_port=settings.http_port, control_port=settings.control_port,
+            drain_timeout=int(settings.drain_timeout), log_dir=f"{MOUNT}/logs")
+        (tree / "nginx.conf").write_text(text)
+        return generation
+
+    def _validate(self, container: Container, generation: str) -> None:
+        result = self.engine.exec(container, ["nginx", "-t", "-q", "-c", f"{MOUNT}/trees/{generation}/nginx.conf"],
+                                  timeout=30)
+        if result.exit_code != 0:
+            shutil.rmtree(self.dir / "trees" / generation, ignore_errors=True)
+            message = result.output.strip().replace(f"{MOUNT}/trees/{generation}/", "")
+            raise ProxyError("the new proxy config does not validate; nothing was changed",
+                             "see nginx's message below; the previous config keeps serving",
+                             details=message)
+
+    def _point_current_at(self, generation: str) -> None:
+        tmp = self.dir / f".current-{generation}"
+        os.symlink(f"trees/{generation}", tmp)
+        os.replace(tmp, self.dir / "current")
+
+    def _live_generation(self, settings: ProxySettings) -> str | None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{settings.control_port}/generation", timeout=1.0)
+            return r.text if r.status_code == 200 else None
+        except httpx.HTTPError:
+            return None
+
+    def _await_generation(self, generation: str, settings: ProxySettings, container: Container) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._live_generation(settings) == generation:
+                return
+            state = self.engine.state(container)
+            if not state.get("Running"):
+                raise ProxyError("the proxy container stopped", "see `headway proxy logs`",
+                                 details=self.engine.last_lines(container))
+            time.sleep(0.02)  # nginx has no reload-complete event; the control endpoint is the signal
+        raise ProxyError("the proxy did not pick up its new config within 15 s", "see `headway proxy logs`",
+                         details=self.engine.last_lines(container))
+
+    def _prune_trees(self, keep: str) -> None:
+        trees = sorted((self.dir / "trees").iterdir(), key=lambda p: p.name)
+        for old in trees[:-KEEP_TREES]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
+    domains: dict[str, str] = {}
+    ports: dict[int, str] = {}
+    for key, route in routes.items():
+        owner = f"{route.app}/{route.environment}"
+        for d in route.domains:
+            if d in domains and domains[d] != owner:
+                raise ProxyError(f"domain {d} is already served by {domains[d]}",
+                                 f"pick another domain for {owner}, or remove {domains[d]} first")
+            domains[d] = owner
+        if route.port:
+            if route.port in (settings.http_port, settings.control_port):
+                raise ProxyError(f"port {route.port} is the proxy's own port",
+                                 f"publish {owner} on another port, or route it by domain")
+            if route.port in ports and ports[route.port] != owner:
+                raise ProxyError(f"port {route.port} is already published by {ports[route.port]}",
+                                 f"pick another port for {owner}")
+            ports[route.port] = owner
+
+
+def _require_free_ports(ports: set[int], owned: set[int]) -> None:
+    for port in sorted(ports - owned):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ProxyError(f"port {port} is already in use on this host",
+                                     f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or pick another "
+                                     "port") from None
+                raise

@@ -1,0 +1,56 @@
+"""What the proxy serves: one route per app and environment, kept as files on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Route(BaseModel):
+    app: str
+    environment: str
+    release: str
+    deploy: int
+    domains: list[str] = Field(default_factory=list)
+    port: int | None = None
+    upstreams: list[str] = Field(default_factory=list)  # ip:port of each live web container
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}--{self.environment}"
+
+    @property
+    def upstream_name(self) -> str:
+        return f"headway_{self.app}_{self.environment}".replace("-", "_")
+
+
+class RouteTable:
+    """The routes of every app and environment on this host, one JSON file each."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def all(self) -> dict[str, Route]:
+        if not self.dir.is_dir():
+            return {}
+        out = {}
+        for path in sorted(self.dir.glob("*.json")):
+            route = Route.model_validate_json(path.read_text())
+            out[route.key] = route
+        return out
+
+    def get(self, app: str, environment: str) -> Route | None:
+        return self.all().get(f"{app}--{environment}")
+
+    def save(self, routes: dict[str, Route]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = {p.stem for p in self.dir.glob("*.json")}
+        for key, route in routes.items():
+            tmp = self.dir / f".{key}.tmp"
+            tmp.write_text(json.dumps(route.model_dump(), indent=2))
+            os.replace(tmp, self.dir / f"{key}.json")
+        for stale in existing - set(routes):
+            (self.dir / f"{stale}.json").unlink(missing_ok=True)

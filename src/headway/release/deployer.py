@@ -1,0 +1,482 @@
+"""Deploy, rollback, scale, stop, start and remove one app in one environment on a Docker host.
+
+The order of a deploy: lock → build → release command → start new containers beside the old → health gate →
+switch the proxy → drain → stop the old (kept for rollback) → record. Anything that fails before the switch
+removes the new containers and leaves the old release serving as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from docker.models.containers import Container
+
+from headway.config.resolve import RoleSpec, Target
+from headway.engine import labels as L
+from headway.engine.docker import DockerEngine
+from headway.errors import Aborted, HeadwayError, HealthCheckFailed, NotFound, ProxyError, ReleaseCommandFailed
+from headway.observe.health import HealthGate, HealthResult, HealthTarget
+from headway.proxy.nginx import Proxy
+from headway.proxy.routes import Route
+from headway.release.plan import DeployPlan, plan_deploy, rollback_candidate
+from headway.release.report import RecordingReporter, Reporter
+from headway.state.store import AppState, Current, ReleaseRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: ReleaseRecord
+    urls: list[str]
+
+
+class Deployer:
+    def __init__(self, target: Target, engine: DockerEngine, proxy: Proxy, state: AppState,
+                 reporter: Reporter | None = None) -> None:
+        self.t = target
+        self.engine = engine
+        self.proxy = proxy
+        self.state = state
+        self.report: Reporter = reporter or RecordingReporter()
+        self.gate = HealthGate(engine)
+        self.network = L.network_name(target.app, target.environment)
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def containers(self, deploy: int | None = None, role: str | None = None,
+                   include_stopped: bool = True) -> list[Container]:
+        sel = L.selector(app=self.t.app, environment=self.t.environment, kind="app", deploy=deploy, role=role)
+        return sorted(self.engine.containers(sel, include_stopped=include_stopped), key=lambda c: c.name or "")
+
+    def accessories(self) -> list[Container]:
+        return self.engine.containers(L.selector(app=self.t.app, environment=self.t.environment,
+                                                 kind="accessory"))
+
+    def present_deploys(self) -> set[int]:
+        return {int(c.labels[L.DEPLOY]) for c in self.containers() if L.DEPLOY in c.labels}
+
+    def urls(self) -> list[str]:
+        http_port = self.proxy.settings().http_port
+        suffix = "" if http_port == 80 else f":{http_port}"
+        out = [f"http://{d}{suffix}/" for d in self.t.domains]
+        if self.t.port:
+            out.append(f"http://localhost:{self.t.port}/")
+        return out
+
+    # -- deploy -----------------------------------------------------------------------------------------
+    def deploy(self, version: str, *, wait: float | None = None) -> Outcome:
+        with self.state.lock(f"deploy {version}", wait=self.t.deploy.lock_wait if wait is None else wait):
+            started = time.monotonic()
+            self._require_proxy()
+            history = self.state.history()
+            current = self.state.current()
+            number = self.state.next_number()
+            self._remove_leftovers(number)
+            plan = plan_deploy(self.t, number, version, current, history, self.present_deploys())
+            image = f"{self.t.image_repository}:{version}"
+            record = ReleaseRecord(number=number, version=version, image=image, config_hash=self.t.config_hash(),
+                                   color=plan.color, replicas=plan.replicas)
+            try:
+                with self.report.step("prepare network and accessories"):
+                    self.ensure_accessories()
+                with self.report.step(f"build image {image}"):
+                    self._build(image)
+                self._run_release_commands(image, number, version)
+                new = self._start_new(plan, image)
+                self._switch(plan, new, version)
+            except BaseException as exc:
+                record.outcome = "failed"
+                record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                record.duration_s = round(time.monotonic() - started, 3)
+                self.state.record(record)
+                raise
+            self._retire_after_switch(plan, current)
+            record.duration_s = round(time.monotonic() - started, 3)
+            self._supersede(current.live)
+            self.state.record(record)
+            self.state.set_current(Current(live=number, standby=plan.standby, replicas=plan.replicas,
+                                           maintenance=current.maintenance))
+            return Outcome(record, self.urls())
+
+    def _require_proxy(self) -> None:
+        if (self.t.domains or self.t.port) and not self.proxy.is_running():
+            raise ProxyError("the headway proxy is not running on this host", "run `headway proxy boot` once")
+
+    def _remove_leftovers(self, number: int) -> None:
+        """Containers of a deploy number that was never recorded (a deploy killed mid-way) are debris."""
+        for c in self.containers(deploy=number):
+            self.engine.remove(c)
+
+    def _build(self, image: str) -> None:
+        cfg = self.t.config.image
+        self.engine.build(context=(self.t.root / cfg.context).resolve(), dockerfile=cfg.dockerfile, tag=image,
+                          args=cfg.args, target=cfg.target,
+                          labels=L.owned("image", app=self.t.app), on_line=None)
+
+    def _env_for(self, role: RoleSpec | None, version: str, number: int) -> dict[str, str]:
+        return self.t.container_env(role, {
+            "HEADWAY_APP": self.t.app, "HEADWAY_ENVIRONMENT": self.t.environment,
+            "HEADWAY_RELEASE": version, "HEADWAY_DEPLOY": str(number),
+            "HEADWAY_ROLE": role.name if role else "release"})
+
+    def _run_release_commands(self, image: str, number: int, version: str) -> None:
+        commands = [("release", self.t.config.release_argv), ("seed", self.t.seed_argv)]
+        for kind, argv in commands:
+            if not argv:
+                continue
+            with self.report.step(f"{kind} command: {' '.join(argv)}"):
+                result = self.engine.run_oneoff(
+                    name=f"{self.t.app}-{self.t.environment}-{kind}-{number}", image=image, command=argv,
+                    env=self._env_for(None, version, number),
+                    labels=L.owned("oneoff", app=self.t.app, environment=self.t.environment, role=kind,
+                                   release=version, deploy=number),
+                    network=self.network, timeout=self.t.deploy.release_timeout, on_line=self.report.output)
+            if result.timed_out or result.exit_code != 0:
+                why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+                raise ReleaseCommandFailed(f"{kind} command `{' '.join(argv)}` {why}; nothing was switched",
+                                           "fix the command or its migration; the old release keeps serving",
+                                           details=result.output[-4000:])
+
+    def _start_new(self, plan: DeployPlan, image: str) -> list[Container]:
+        new: list[Container] = []
+        try:
+            with self.report.step(f"start {len(plan.start)} new container(s)"):
+                for spec in plan.start:
+                    role = self.t.roles[spec.role]
+                    new.append(self._create_app_container(spec.name, role, image, plan.version, plan.number,
+                                                          plan.color))
+                for c in new:
+                    self.engine.start(c)
+            with self.report.step("health gate"):
+                self._gate(new)
+        except BaseException:
+            self._discard(new)
+            raise
+        return new
+
+    def _create_app_container(self, name: str, role: RoleSpec, image: str, version: str, number: int,
+                              color: str) -> Container:
+        return self.engine.create(
+            name=name, image=image, command=role.argv, env=self._env_for(role, version, number),
+            labels=L.owned("app", app=self.t.app, environment=self.t.environment, role=role.name,
+                           release=version, deploy=number, color=color, config_hash=self.t.config_hash()),
+            network=self.network, resources=role.resources)
+
+    def _gate(self, containers: list[Container]) -> None:
+        targets = []
+        for c in containers:
+            role = self.t.roles[c.labels[L.ROLE]]
+            targets.append(HealthTarget(container=c, role=role.name, health=role.health, port=role.port,
+                                        network=self.network, host_header=self.t.domains[0] if self.t.domains
+                                        else None))
+        results = self.gate.wait_all(targets, self.t.deploy.health_deadline)
+        failed = [r for r in results if not r.healthy]
+        if failed:
+            raise HealthCheckFailed(_health_message(failed),
+                                    "fix the app or its health check in headway.yml; the old release keeps serving",
+                                    details=self._last_logs(containers, failed))
+
+    def _last_logs(self, containers: list[Container], failed: list[HealthResult]) -> str:
+        names = {r.container for r in failed}
+        parts = []
+        for c in containers:
+            if c.name in names:
+                parts.append(f"--- last log lines of {c.name} ---\n{self.engine.last_lines(c, 15)}")
+        return "\n".join(parts)
+
+    def _discard(self, containers: list[Container]) -> None:
+        for c in containers:
+            self.engine.remove(c)
+
+    def _route_for(self, web: list[Container], version: str, number: int) -> Route | None:
+        if not (self.t.domains or self.t.port):
+            return None
+        role = self.t.web_role
+        upstreams = []
+        for c in web:
+            ip = self.engine.ip_address(c, self.network)
+            if ip and role is not None:
+                upstreams.append(f"{ip}:{role.port}")
+        return Route(app=self.t.app, environment=self.t.environment, release=version, deploy=number,
+                     domains=self.t.domains, port=self.t.port, upstreams=upstreams)
+
+    def _switch(self, plan: DeployPlan, new: list[Container], version: str) -> None:
+        web_role = self.t.web_role
+        web = [c for c in new if web_role is not None and c.labels[L.ROLE] == web_role.name]
+        route = self._route_for(web, version, plan.number)
+        if route is None:
+            return
+        try:
+            with self.report.step("switch traffic"):
+                self.proxy.set_route(route)
+        except BaseException:
+            self._discard(new)
+            raise
+
+    def _retire_after_switch(self, plan: DeployPlan, current: Current) -> None:
+        """The new release serves already: a failure to clean up the old one is reported, not fatal."""
+        try:
+            self._retire(plan, current)
+        except Exception as exc:  # noqa: BLE001 - anything here must not undo a good switch
+            self.report.info(f"warning: the previous release was not fully stopped: {exc}")
+
+    def _retire(self, plan: DeployPlan, current: Current) -> None:
+        with self.report.step("drain and stop the previous release"):
+            self.proxy.wait_drained(self.t.deploy.drain_timeout)
+            for number in plan.retire:
+                for c in self.containers(deploy=number, include_stopped=False):
+                    if number == plan.standby and c.labels.get(L.ROLE) == (self.t.web_role.name if
+                                                                           self.t.web_role else None):
+                        continue  # the warm standby keeps its web containers running
+                    self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout
+                                     if c.labels[L.ROLE] in self.t.roles else 10)
+        if plan.prune:
+            with self.report.step(f"prune releases {', '.join(map(str, plan.prune))}"):
+                for number in plan.prune:
+                    images = set()
+                    for c in self.containers(deploy=number):
+                        images.add(c.image.id if c.image else None)
+                        self.engine.remove(c)
+                    for image_id in images - {None}:
+                        self.engine.remove_image(str(image_id))  # refused while another container uses it
+
+    def _supersede(self, previous: int | None) -> None:
+        if previous is None:
+            return
+        for rec in self.state.history():
+            if rec.number == previous and rec.outcome == "live":
+                self.state.record(rec.model_copy(update={"outcome": "superseded"}))
+
+    # -- accessories ------------------------------------------------------------------------------------
+    def ensure_accessories(self) -> None:
+        self.engine.ensure_network(self.network, L.owned("network", app=self.t.app,
+                                                         environment=self.t.environment))
+        pending = []
+        for acc in self.t.accessories.values():
+            name = L.accessory_name(self.t.app, self.t.environment, acc.name)
+            existing = self.engine.get(name)
+            if existing is not None:
+                if not self.engine.state(existing).get("Running"):
+                    self.engine.start(existing)
+                    pending.append((existing, acc))
+                continue
+            self.engine.require_image(acc.image, f"accessory {acc.name}")
+            volumes = {}
+            for vol, path in acc.volumes:
+                vname = L.volume_name(self.t.app, self.t.environment, acc.name, vol)
+                self.engine.ensure_volume(vname, L.owned("volume", app=self.t.app,
+                                                         environment=self.t.environment, role=acc.name))
+                volumes[vname] = {"bind": path, "mode": "rw"}
+            container = self.engine.create(
+                name=name, image=acc.image, command=acc.argv, env=self.t.accessory_env(acc),
+                labels=L.owned("accessory", app=self.t.app, environment=self.t.environment, role=acc.name),
+                network=self.network, aliases=[acc.name], resources=acc.resources, volumes=volumes)
+            self.engine.start(container)
+            pending.append((container, acc))
+        targets = [HealthTarget(container=c, role=a.name, health=a.health, port=None, network=self.network)
+                   for c, a in pending]
+        failed = [r for r in self.gate.wait_all(targets, self.t.deploy.health_deadline) if not r.healthy]
+        if failed:
+            raise HealthCheckFailed("accessory " + _health_message(failed),
+                                    "check the accessory's image, env and secrets in headway.yml",
+                                    details=self._last_logs([c for c, _ in pending], failed))
+
+    # -- rollback ---------------------------------------------------------------------------------------
+    def rollback(self, ref: str | None = None, *, wait: float | None = None) -> Outcome:
+        with self.state.lock(f"rollback {ref or ''}".strip(), wait=self.t.deploy.lock_wait if wait is None
+                             else wait):
+            started = time.monotonic()
+            current = self.state.current()
+            present = self.present_deploys()
+            if ref is None:
+                number = rollback_candidate(self.state.history(), current, present)
+                if number is None:
+                    raise NotFound(f"no earlier release of {self.t.app}/{self.t.environment} to roll back to",
+                                   f"see `headway releases -e {self.t.environment}`")
+            else:
+                number = self.state.find(ref).number
+            if number == current.live:
+                raise HeadwayError(f"release {ref} (deploy {number}) is already live", "nothing to do")
+            if number not in present:
+                rec = self.state.find(number)
+                raise NotFound(f"the containers of release {rec.version} (deploy {number}) were pruned",
+                               f"redeploy it: `headway deploy -e {self.t.environment} --version {rec.version}` "
+                               "from that commit")
+            target_rec = self.state.find(number)
+            containers = self.containers(deploy=number)
+            with self.report.step(f"start release {target_rec.version} (deploy {number})"):
+                for c in containers:
+                    if not self.engine.state(c).get("Running"):
+                        self.engine.start(c)
+            with self.report.step("health gate"):
+                self._gate(containers)
+            web_role = self.t.web_role
+            web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
+            route = self._route_for(web, target_rec.version, number)
+            if route is not None:
+                with self.report.step("switch traffic"):
+                    self.proxy.set_route(route)
+            record = ReleaseRecord(number=self.state.next_number(), action="rollback", version=target_rec.version,
+                                   image=target_rec.image, config_hash=target_rec.config_hash,
+                                   color=target_rec.color, rollback_of=current.live, target=number,
+                                   replicas={r: sum(1 for c in containers if c.labels.get(L.ROLE) == r)
+                                             for r in self.t.roles})
+            standby = current.live if self.t.deploy.warm_standby else None
+            switched_at = time.monotonic() - started
+            plan = DeployPlan(number=number, version=target_rec.version, color=target_rec.color, start=[],
+                              replicas=record.replicas,
+                              retire=[n for n in (current.live, current.standby) if n is not None and n != number],
+                              standby=standby)
+            self._retire_after_switch(plan, current)
+            record.duration_s = round(switched_at, 3)
+            if current.live is not None:
+                for rec in self.state.history():
+                    if rec.number == current.live:
+                        self.state.record(rec.model_copy(update={"outcome": "rolled-back"}))
+            self.state.record(record)
+            self.state.set_current(Current(live=number, standby=standby, replicas=record.replicas,
+                                           maintenance=current.maintenance))
+            return Outcome(record, self.urls())
+
+    # -- scale ------------------------------------------------------------------------------------------
+    def scale(self, counts: dict[str, int], *, wait: float | None = None) -> dict[str, int]:
+        for role, n in counts.items():
+            if role not in self.t.roles:
+                raise HeadwayError(f"no role {role!r} in headway.yml", f"roles: {', '.join(self.t.roles)}")
+            if not 0 <= n <= 100:
+                raise HeadwayError(f"{role}={n}: replicas must be between 0 and 100", "use e.g. web=3")
+        with self.state.lock("scale", wait=self.t.deploy.lock_wait if wait is None else wait):
+            current = self._require_live()
+            live = current.live
+            assert live is not None
+            rec = self.state.find(live)
+            by_role: dict[str, list[Container]] = defaultdict(list)
+            for c in self.containers(deploy=live, include_stopped=False):
+                by_role[c.labels[L.ROLE]].append(c)
+            web_role = self.t.web_role.name if self.t.web_role else None
+            added: list[Container] = []
+            removed: list[Container] = []
+            with self.report.step("start new containers"):
+                for role, n in counts.items():
+                    have = by_role[role]
+                    if n > len(have):
+                        used = {int((c.name or "0").rsplit("-", 1)[-1]) for c in self.containers(deploy=live,
+                                                                                                role=role)}
+                        index = max(used, default=0)
+                        for _ in range(n - len(have)):
+                            index += 1
+                            for stale in self.containers(deploy=live, role=role):
+                                if stale.name == L.container_name(self.t.app, self.t.environment, role, live,
+                                                                  index):
+                                    self.engine.remove(stale)
+                            c = self._create_app_container(
+                                L.container_name(self.t.app, self.t.environment, role, live, index),
+                                self.t.roles[role], rec.image, rec.version, live, rec.color)
+                            self.engine.start(c)
+                            added.append(c)
+                    elif n < len(have):
+                        removed.extend(sorted(have, key=lambda c: c.name or "")[n:])
+            try:
+                with self.report.step("health gate"):
+                    self._gate(added)
+            except BaseException:
+                self._discard(added)
+                raise
+            keep = [c for c in self.containers(deploy=live, include_stopped=False) if c not in removed
+                    and c.id not in {r.id for r in removed}]
+            if web_role and any(c.labels[L.ROLE] == web_role for c in added + removed):
+                web = [c for c in keep if c.labels[L.ROLE] == web_role]
+                route = self._route_for(web, rec.version, live)
+                if route is not None:
+                    with self.report.step("update proxy"):
+                        self.proxy.set_route(route)
+            if removed:
+                with self.report.step(f"drain and stop {len(removed)} container(s)"):
+                    self.proxy.wait_drained(self.t.deploy.drain_timeout)
+                    for c in removed:
+                        self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout)
+                        self.engine.remove(c)
+            replicas = {**current.replicas, **counts}
+            self.state.set_current(current.model_copy(update={"replicas": replicas}))
+            self.state.record(ReleaseRecord(number=self.state.next_number(), action="scale", version=rec.version,
+                                            image=rec.image, color=rec.color, replicas=replicas, target=live))
+            return replicas
+
+    def _require_live(self) -> Current:
+        current = self.state.current()
+        if current.live is None:
+            raise NotFound(f"{self.t.app}/{self.t.environment} has not been deployed",
+                           f"run `headway deploy -e {self.t.environment}` first")
+        return current
+
+    # -- stop / start / remove --------------------------------------------------------------------------
+    def stop(self) -> None:
+        with self.state.lock("stop"):
+            current = self._require_live()
+            assert current.live is not None
+            rec = self.state.find(current.live)
+            route = self._route_for([], rec.version, current.live)
+            if route is not None:
+                with self.report.step("take out of the proxy"):
+                    self.proxy.set_route(route)
+            with self.report.step("drain and stop containers"):
+                self.proxy.wait_drained(self.t.deploy.drain_timeout)
+                for c in self.containers(include_stopped=False):
+                    self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout
+                                     if c.labels.get(L.ROLE) in self.t.roles else 10)
+            self.state.set_current(current.model_copy(update={"stopped": True, "standby": None}))
+            self.state.record(ReleaseRecord(number=self.state.next_number(), action="stop", version=rec.version,
+                                            image=rec.image, target=current.live))
+
+    def start(self) -> None:
+        with self.state.lock("start"):
+            current = self._require_live()
+            assert current.live is not None
+            rec = self.state.find(current.live)
+            with self.report.step("start accessories"):
+                self.ensure_accessories()
+            containers = self.containers(deploy=current.live)
+            with self.report.step(f"start {len(containers)} container(s)"):
+                for c in containers:
+                    if not self.engine.state(c).get("Running"):
+                        self.engine.start(c)
+            with self.report.step("health gate"):
+                self._gate(containers)
+            web_role = self.t.web_role
+            web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
+            route = self._route_for(web, rec.version, current.live)
+            if route is not None:
+                with self.report.step("switch traffic"):
+                    self.proxy.set_route(route)
+            self.state.set_current(current.model_copy(update={"stopped": False}))
+            self.state.record(ReleaseRecord(number=self.state.next_number(), action="start", version=rec.version,
+                                            image=rec.image, target=current.live))
+
+    def remove(self, *, volumes: bool = False, confirmed: bool = False) -> list[str]:
+        if not confirmed:
+            raise Aborted("removing needs confirmation", "pass --yes")
+        removed: list[str] = []
+        with self.state.lock("remove"):
+            if self.proxy.routes.get(self.t.app, self.t.environment) is not None:
+                with self.report.step("remove from the proxy"):
+                    self.proxy.drop_route(self.t.app, self.t.environment)
+            with self.report.step("remove containers"):
+                sel = L.selector(app=self.t.app, environment=self.t.environment)
+                for c in self.engine.containers(sel):
+                    removed.append(c.name or c.id)
+                    self.engine.stop(c, 10)
+                    self.engine.remove(c)
+                self.engine.remove_network(self.network)
+            if volumes:
+                with self.report.step("remove volumes"):
+                    for v in self.engine.volumes(L.selector(app=self.t.app, environment=self.t.environment)):
+                        removed.append(v.name)
+                        v.remove(force=True)
+            self.state.forget()
+        return removed
+
+
+def _health_message(failed: list[HealthResult]) -> str:
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"health check failed for {first.container} ({first.role}): {first.reason}{more}"

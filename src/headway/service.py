@@ -1,0 +1,157 @@
+"""The library entry point: everything the CLI can do, for one app in one environment."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from headway.config.duration import parse_duration
+from headway.config.resolve import Target, load_target
+from headway.engine import labels as L
+from headway.engine.docker import DockerEngine
+from headway.errors import ConfigError, HeadwayError, NotFound
+from headway.proxy.nginx import Proxy
+from headway.release.deployer import Deployer, Outcome
+from headway.release.report import Reporter
+from headway.release.version import release_version
+from headway.state.store import AppState, state_root
+
+
+@dataclass
+class Headway:
+    target: Target
+    engine: DockerEngine
+    proxy: Proxy
+    state: AppState
+    deployer: Deployer
+
+    @classmethod
+    def open(cls, environment: str, *, config: str | Path | None = None, state_dir: str | Path | None = None,
+             reporter: Reporter | None = None, engine: DockerEngine | None = None) -> Headway:
+        target = load_target(environment, config)
+        root = Path(state_dir) if state_dir else state_root()
+        engine = engine or DockerEngine()
+        proxy = Proxy(engine, root)
+        state = AppState(root, target.app, target.environment)
+        return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter))
+
+    @staticmethod
+    def proxy_only(state_dir: str | Path | None = None) -> Proxy:
+        return Proxy(DockerEngine(), Path(state_dir) if state_dir else state_root())
+
+    def deploy(self, version: str | None = None, wait: float | None = None) -> Outcome:
+        return self.deployer.deploy(release_version(self.target.root, version), wait=wait)
+
+    def rollback(self, release: str | None = None, wait: float | None = None) -> Outcome:
+        return self.deployer.rollback(release, wait=wait)
+
+    def scale(self, counts: dict[str, int], wait: float | None = None) -> dict[str, int]:
+        return self.deployer.scale(counts, wait=wait)
+
+    # -- status ----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        current = self.state.current()
+        rec = self.state.find(current.live) if current.live is not None else None
+        containers = []
+        for c in self.deployer.containers() + self.deployer.accessories():
+            st = self.engine.state(c)
+            health = "-"
+            if c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == current.live:
+                health = "live"
+            elif c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == current.standby:
+                health = "standby"
+            elif c.labels.get(L.KIND) == "accessory":
+                health = "accessory"
+            elif c.labels.get(L.KIND) == "app":
+                health = "retained"
+            containers.append({
+                "name": c.name, "role": c.labels.get(L.ROLE, ""), "release": c.labels.get(L.RELEASE, ""),
+                "deploy": c.labels.get(L.DEPLOY, ""), "state": st.get("Status", "?"), "health": health,
+                "started_at": (st.get("StartedAt") or "")[:19].replace("T", " ") if st.get("Running") else "",
+            })
+        lock = self.state.lock_holder()
+        return {"app": self.target.app, "environment": self.target.environment,
+                "release": rec.version if rec else None, "deploy": current.live, "standby": current.standby,
+                "stopped": current.stopped, "replicas": current.replicas, "containers": containers,
+                "urls": self.deployer.urls(), "lock": lock.model_dump() if lock else None}
+
+    # -- logs ------------------------------------------------------------------------------------------
+    def logs(self, *, role: str | None = None, follow: bool = False, since: str | None = None,
+             tail: int = 100) -> Iterator[str]:
+        if role is not None and role not in self.target.roles and role not in self.target.accessories:
+            raise ConfigError(f"no role or accessory {role!r}",
+                              f"choose one of: {', '.join([*self.target.roles, *self.target.accessories])}")
+        since_ts = time.time() - parse_duration(since) if since else None
+        current = self.state.current()
+        if role in self.target.accessories:
+            containers = [c for c in self.deployer.accessories() if c.labels.get(L.ROLE) == role]
+        else:
+            if current.live is None:
+                raise NotFound(f"{self.target.app}/{self.target.environment} has not been deployed",
+                               f"run `headway deploy -e {self.target.environment}`")
+            containers = self.deployer.containers(deploy=current.live, role=role)
+        if not containers:
+            return
+        width = max(len(c.name or "") for c in containers)
+        lines: queue.Queue[str | None] = queue.Queue(maxsize=10000)
+
+        def pump(c: Any) -> None:
+            try:
+                for line in self.engine.logs(c, tail=tail, since=since_ts, follow=follow):
+                    lines.put(f"{(c.name or '').ljust(width)} | {line}")
+            finally:
+                lines.put(None)
+
+        for c in containers:
+            threading.Thread(target=pump, args=(c,), daemon=True).start()
+        done = 0
+        while done < len(containers):
+            item = lines.get()
+            if item is None:
+                done += 1
+            else:
+                yield item
+
+    # -- exec ------------------------------------------------------------------------------------------
+    def exec(self, role: str, command: list[str], *, interactive: bool = False) -> int:
+        if role not in self.target.roles:
+            raise ConfigError(f"no role {role!r}", f"choose one of: {', '.join(self.target.roles)}")
+        current = self.state.current()
+        if current.live is None:
+            raise NotFound(f"{self.target.app}/{self.target.environment} has not been deployed",
+                           f"run `headway deploy -e {self.target.environment}`")
+        rec = self.state.find(current.live)
+        env = self.deployer._env_for(self.target.roles[role], rec.version, current.live)
+        name = f"{self.target.app}-{self.target.environment}-exec-{os.getpid()}"
+        labels = L.owned("oneoff", app=self.target.app, environment=self.target.environment, role=role,
+                         release=rec.version, deploy=current.live)
+        if interactive:
+            return _docker_run_tty(name, rec.image, command, env, labels, self.deployer.network)
+        result = self.engine.run_oneoff(name=name, image=rec.image, command=command, env=env, labels=labels,
+                                        network=self.deployer.network, timeout=24 * 3600,
+                                        on_line=lambda ln: print(ln, flush=True))
+        return result.exit_code
+
+
+def _docker_run_tty(name: str, image: str, command: list[str], env: dict[str, str], labels: dict[str, str],
+                    network: str) -> int:
+    """An interactive console needs a real TTY; the docker CLI provides one. Env goes via a 0600 file."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise HeadwayError(f"bad container name {name!r}", "report this")
+    with tempfile.NamedTemporaryFile("w", prefix="headway-env-", delete=True) as fh:
+        os.chmod(fh.name, 0o600)
+        fh.write("".join(f"{k}={v}\n" for k, v in env.items() if "\n" not in v))
+        fh.flush()
+        argv = ["docker", "run", "--rm", "-it", "--name", name, "--network", network, "--env-file", fh.name]
+        for k, v in labels.items():
+            argv += ["--label", f"{k}={v}"]
+        return subprocess.call([*argv, image, *command])

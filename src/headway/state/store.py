@@ -1,0 +1,207 @@
+"""State kept on the host: release history, what is live, and locks. Two operators on the host see one truth."""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from headway.errors import LockHeld, NotFound
+
+DEFAULT_ROOT = Path("/var/lib/headway")
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("HEADWAY_STATE_DIR", str(DEFAULT_ROOT)))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def operator() -> str:
+    user = os.environ.get("HEADWAY_USER") or getpass.getuser()
+    return f"{user}@{socket.gethostname()}"
+
+
+Outcome = Literal["live", "failed", "superseded", "rolled-back"]
+Action = Literal["deploy", "rollback", "scale", "stop", "start"]
+
+
+class ReleaseRecord(BaseModel):
+    number: int
+    action: Action = "deploy"
+    version: str
+    image: str
+    config_hash: str = ""
+    color: str = ""
+    by: str = Field(default_factory=operator)
+    started_at: str = Field(default_factory=now_iso)
+    duration_s: float = 0.0
+    outcome: Outcome = "live"
+    replicas: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    rollback_of: int | None = None  # for a rollback: the deploy number traffic left
+    target: int | None = None  # for a rollback: the deploy number whose containers now serve
+
+
+class Current(BaseModel):
+    live: int | None = None  # the deploy number whose containers serve now
+    standby: int | None = None  # kept running for instant rollback
+    stopped: bool = False
+    replicas: dict[str, int] = Field(default_factory=dict)
+    maintenance: bool = False
+
+
+class LockInfo(BaseModel):
+    by: str
+    pid: int
+    since: str
+    command: str
+
+
+class AppState:
+    """History and current pointer of one app in one environment."""
+
+    def __init__(self, root: Path, app: str, environment: str) -> None:
+        self.dir = root / "apps" / app / environment
+        self.app, self.environment = app, environment
+
+    def _ensure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- history --------------------------------------------------------------------------------------
+    @property
+    def history_path(self) -> Path:
+        return self.dir / "releases.jsonl"
+
+    def history(self) -> list[ReleaseRecord]:
+        if not self.history_path.exists():
+            return []
+        latest: dict[int, ReleaseRecord] = {}
+        for line in self.history_path.read_text().splitlines():
+            if line.strip():
+                rec = ReleaseRecord.model_validate_json(line)
+                latest[rec.number] = rec  # later lines update earlier ones (outcome changes)
+        return sorted(latest.values(), key=lambda r: r.number)
+
+    def record(self, rec: ReleaseRecord) -> None:
+        self._ensure()
+        with open(self.history_path, "a") as fh:
+            fh.write(rec.model_dump_json() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def next_number(self) -> int:
+        hist = self.history()
+        return (hist[-1].number + 1) if hist else 1
+
+    def find(self, ref: str | int) -> ReleaseRecord:
+        """A release by deploy number or version."""
+        hist = self.history()
+        for rec in reversed(hist):
+            if str(rec.number) == str(ref) or rec.version == str(ref):
+                if rec.action == "deploy":
+                    return rec
+        raise NotFound(f"no release {ref!r} in the history of {self.app}/{self.environment}",
+                       f"see `headway releases -e {self.environment}` for the ones that exist")
+
+    def deploys(self) -> list[ReleaseRecord]:
+        return [r for r in self.history() if r.action == "deploy"]
+
+    # -- current ----------------------------------------------------------------------------------------
+    def current(self) -> Current:
+        path = self.dir / "current.json"
+        if not path.exists():
+            return Current()
+        return Current.model_validate_json(path.read_text())
+
+    def set_current(self, cur: Current) -> None:
+        self._ensure()
+        _atomic_write(self.dir / "current.json", cur.model_dump_json(indent=2))
+
+    def forget(self) -> None:
+        for name in ("current.json", "releases.jsonl"):
+            (self.dir / name).unlink(missing_ok=True)
+
+    # -- lock -------------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, command: str, wait: float = 0.0) -> Iterator[LockInfo]:
+        """Hold the deploy lock of this app+environment. The OS releases it if the process dies."""
+        self._ensure()
+        path = self.dir / "deploy.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = _read_lock(path)
+                        who = f"{holder.by} (pid {holder.pid}, `{holder.command}`) since {holder.since}" \
+                            if holder else "another process"
+                        raise LockHeld(f"{self.app}/{self.environment} is locked by {who}",
+                                       "wait for it to finish, or pass --wait SECONDS to queue behind it") from None
+                    time.sleep(0.2)  # polling a lock held by another process; there is no event to wait on
+            info = LockInfo(by=operator(), pid=os.getpid(), since=now_iso(), command=command)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.model_dump_json().encode(), 0)
+            yield info
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            os.close(fd)
+
+    def lock_holder(self) -> LockInfo | None:
+        path = self.dir / "deploy.lock"
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return None
+            except BlockingIOError:
+                return _read_lock(path)
+        finally:
+            os.close(fd)
+
+
+def _read_lock(path: Path) -> LockInfo | None:
+    try:
+        text = path.read_text()
+        return LockInfo.model_validate_json(text) if text.strip() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def list_apps(root: Path) -> list[tuple[str, str]]:
+    base = root / "apps"
+    if not base.is_dir():
+        return []
+    return sorted((a.name, e.name) for a in base.iterdir() if a.is_dir() for e in a.iterdir() if e.is_dir())
+
+
+def dump_json(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
