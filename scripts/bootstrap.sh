@@ -11,16 +11,18 @@
 #
 # Safe to re-run: every step checks first and is skipped when already done.
 #
-# Usage: scripts/bootstrap.sh [--rebuild-images]
+# Usage: scripts/bootstrap.sh [--rebuild-images[=NAME,...]]
 # Environment:
 #   HEADWAY_IMAGE_CACHE   work dir for rootfs builds  (default /var/cache/headway-images)
 #   HEADWAY_DEBIAN_MIRROR Debian mirror                (default http://deb.debian.org/debian)
+#   HEADWAY_DEBIAN_SECURITY_MIRROR                     (default http://deb.debian.org/debian-security)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 IMAGES_DIR="$SCRIPT_DIR/images"
 CACHE_DIR="${HEADWAY_IMAGE_CACHE:-/var/cache/headway-images}"
 MIRROR="${HEADWAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${HEADWAY_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 SUITE=bookworm
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 DOCKERD_LOG=/var/log/headway-dockerd.log
@@ -28,10 +30,11 @@ DOCKERD_WAIT=60
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive
 
-REBUILD=0
+REBUILD=""   # "all" or a comma-separated list of image names
 for arg in "$@"; do
     case "$arg" in
-        --rebuild-images) REBUILD=1 ;;
+        --rebuild-images) REBUILD=all ;;
+        --rebuild-images=*) REBUILD="${arg#*=}" ;;
         -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -127,6 +130,38 @@ remove_rootfs() {
     rm -rf --one-file-system "$dir"
 }
 
+# Package sources with updates and security fixes (also used by Dockerfiles
+# that apt-get install more).
+write_sources() {
+    local root="$1"
+    rm -f "$root/etc/apt/sources.list"
+    cat > "$root/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $SECURITY_MIRROR
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+# Bring the freshly bootstrapped system up to date (bookworm-updates, security).
+upgrade_rootfs() {
+    local root="$1" rc=0
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"   # start no services
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    mount -t proc proc "$root/proc"
+    chroot "$root" sh -c 'apt-get update -qq && apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade' || rc=$?
+    umount "$root/proc" || true
+    rm -f "$root/usr/sbin/policy-rc.d"
+    return "$rc"
+}
+
 # Shared clean-up applied to every rootfs before import.
 slim_rootfs() {
     local root="$1"
@@ -139,24 +174,19 @@ slim_rootfs() {
     # keep licence files, drop the rest of the package documentation
     find "$root/usr/share/doc" -mindepth 1 -type f ! -name copyright -delete 2>/dev/null || true
     find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + 2>/dev/null || true
+    # same for packages installed later by Dockerfiles (as in Debian's slim images)
+    mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+    cat > "$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+EOF
     # docker provides these at run time; do not ship the build machine's values
     : > "$root/etc/resolv.conf"
     echo localhost > "$root/etc/hostname"
-    # package sources for Dockerfiles that apt-get install more
-    rm -f "$root/etc/apt/sources.list"
-    cat > "$root/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $MIRROR
-Suites: $SUITE $SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: $SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
 }
 
 customize_python() {
@@ -260,6 +290,8 @@ build_image() {
     : > "$logf"
     debootstrap --variant=minbase --include="$include" --cache-dir="$debs" \
         "$SUITE" "$root" "$MIRROR" >>"$logf" 2>&1
+    write_sources "$root"
+    upgrade_rootfs "$root" >>"$logf" 2>&1
 
     case "$name" in
         python:*) customize_python "$root" ;;
@@ -295,7 +327,8 @@ ensure_images() {
     local -a pids=() names=() slugs=()
     for entry in "${IMAGES[@]}"; do
         IFS='|' read -r name slug include <<<"$entry"
-        if [ "$REBUILD" -eq 0 ] && docker image inspect "$name" >/dev/null 2>&1; then
+        if [ "$REBUILD" != all ] && [[ ",$REBUILD," != *",$name,"* ]] \
+            && docker image inspect "$name" >/dev/null 2>&1; then
             log "image $name: present"
             continue
         fi

@@ -82,7 +82,8 @@ class Target:
 
     def accessory_env(self, acc: AccessorySpec) -> dict[str, str]:
         env = {k: self._interpolate(k, v) for k, v in acc.env.items()}
-        env.update({name: self.secrets[name] for name in acc.secret_names})
+        env.update({name: self.secrets[name] if name in self.secrets else self._interpolate(name, self.env[name])
+                    for name in acc.secret_names})
         return env
 
     def _interpolate(self, key: str, value: str) -> str:

@@ -1,0 +1,129 @@
+"""Fixtures for the real components headway drives: the Docker Engine and headway's nginx proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(REPO))  # bench.loadgen
+
+from headway.engine import labels as L  # noqa: E402
+from headway.engine.docker import DockerEngine  # noqa: E402
+from headway.proxy.nginx import Proxy  # noqa: E402
+from headway.service import Headway  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> DockerEngine:
+    try:
+        return DockerEngine()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the Docker Engine is needed for this test ({exc}); run scripts/bootstrap.sh")
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("headway-state")
+
+
+@dataclass
+class RunningProxy:
+    proxy: Proxy
+    state_dir: Path
+    http_port: int
+    control_port: int
+
+
+@pytest.fixture(scope="session")
+def proxy(docker_engine: DockerEngine, state_dir: Path) -> Iterator[RunningProxy]:
+    """A real nginx proxy container owned by headway, on free ports, for the whole test session."""
+    px = Proxy(docker_engine, state_dir)
+    http_port, control_port = free_port(), free_port()
+    px.boot(http_port=http_port, control_port=control_port, name=f"headway-proxy-test-{uuid.uuid4().hex[:6]}")
+    yield RunningProxy(px, state_dir, http_port, control_port)
+    c = px.container()
+    if c is not None:
+        docker_engine.remove(c)
+
+
+@dataclass
+class AppDir:
+    """A copy of a fixture app with its own name and ports, so tests never collide."""
+
+    root: Path
+    name: str
+    state_dir: Path
+    ports: dict[str, int]
+
+    def headway(self, environment: str = "production") -> Headway:
+        return Headway.open(environment, config=self.root / "headway.yml", state_dir=self.state_dir)
+
+    def set_behavior(self, **behavior: object) -> None:
+        (self.root / "behavior.json").write_text(json.dumps(behavior))
+
+    def edit_config(self, old: str, new: str) -> None:
+        path = self.root / "headway.yml"
+        text = path.read_text()
+        assert old in text, f"{old!r} not in headway.yml"
+        path.write_text(text.replace(old, new))
+
+    def url(self, environment: str = "production", path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.ports[environment]}{path}"
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the real `headway` command as a user would."""
+        env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir)}
+        result = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.root, env=env, text=True,
+                                capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"headway {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+
+def _cleanup_app(engine: DockerEngine, name: str) -> None:
+    for c in engine.containers(L.selector(app=name)):
+        engine.remove(c, volumes=True)
+    for net in engine.client.networks.list(filters={"label": [f"{L.APP}={name}"]}):
+        net.remove()
+    for vol in engine.volumes(L.selector(app=name)):
+        vol.remove(force=True)
+    for image in engine.client.images.list(name=name):
+        engine.remove_image(image.id)
+
+
+@pytest.fixture
+def tiny_app(tmp_path: Path, proxy: RunningProxy, docker_engine: DockerEngine) -> Iterator[AppDir]:
+    """The small fixture app (web + worker + release command), ready to deploy, removed afterwards."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "app"
+    shutil.copytree(FIXTURES / "apps" / "tiny", root)
+    ports = {"production": free_port(), "staging": free_port()}
+    text = (root / "headway.yml").read_text().replace("app: tiny", f"app: {name}")
+    text = text.replace("port: 18480", f"port: {ports['production']}").replace(
+        "port: 18481", f"port: {ports['staging']}")
+    (root / "headway.yml").write_text(text)
+    app = AppDir(root, name, proxy.state_dir, ports)
+    yield app
+    _cleanup_app(docker_engine, name)
+    Path(proxy.state_dir / "apps" / name).exists() and shutil.rmtree(proxy.state_dir / "apps" / name)
+    for env in ports:
+        if proxy.proxy.routes.get(name, env) is not None:
+            proxy.proxy.drop_route(name, env)
