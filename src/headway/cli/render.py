@@ -15,8 +15,8 @@ from rich.markup import escape
 from headway.errors import HeadwayError
 from headway.release.report import RecordingReporter, Step
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 class ConsoleReporter(RecordingReporter):

@@ -1,0 +1,1 @@
+"""shop: an example web API + queue worker deployed with headway."""
