@@ -57,3 +57,10 @@ def test_rollback_candidate_skips_failed_and_pruned() -> None:
     history = [rec(1), rec(2), rec(3, "failed"), rec(4, "live")]
     assert rollback_candidate(history, Current(live=4), {2, 4}) == 2
     assert rollback_candidate(history, Current(live=4), {4}) is None
+
+
+def test_rollback_goes_to_what_served_before() -> None:
+    history = [rec(1), rec(2), rec(3, "live")]
+    history[2] = history[2].model_copy(update={"replaced": 1})  # 3 was deployed while 1 was live
+    assert rollback_candidate(history, Current(live=3), {1, 2, 3}) == 1
+    assert rollback_candidate(history, Current(live=3, standby=2), {1, 2, 3}) == 2

@@ -141,8 +141,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     # open without waiting: the API starts (and /health answers) while the
     # database is still unreachable; /health/ready reports it until it is
+    # `check` validates a connection before handing it out, so connections
+    # broken by a database restart are replaced instead of failing a request
     pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=settings.db_pool_size,
-                               timeout=10.0, open=False, name="shop")
+                               timeout=5.0, open=False, name="shop",
+                               check=AsyncConnectionPool.check_connection)
     await pool.open(wait=False)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3,
                                      health_check_interval=30)

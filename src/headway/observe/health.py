@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
 import time
+from urllib.parse import urlsplit
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
 from docker.models.containers import Container
 
 from headway.config.model import CommandHealth, HttpHealth
@@ -33,21 +35,33 @@ class HealthResult:
     seconds: float
 
 
-def http_check(url: str, host: str | None, timeout: float, expected: int) -> tuple[bool, str]:
-    headers = {"Host": host} if host else {}
+def http_get(url: str, host: str | None, timeout: float) -> tuple[int, dict[str, str], str]:
+    """One GET without following redirects: (status, headers, body)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     try:
-        r = httpx.get(url, headers=headers, timeout=timeout, follow_redirects=False)
-    except httpx.TimeoutException:
+        conn.request("GET", parts.path or "/", headers={"Host": host} if host else {})
+        resp = conn.getresponse()
+        body = resp.read(4096).decode(errors="replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def http_check(url: str, host: str | None, timeout: float, expected: int) -> tuple[bool, str]:
+    try:
+        status, headers, body = http_get(url, host, timeout)
+    except (TimeoutError, socket.timeout):
         return False, f"GET {url} timed out after {timeout:g}s"
-    except httpx.HTTPError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         return False, f"GET {url} failed: {type(exc).__name__} ({exc})"
-    if r.status_code == expected:
-        return True, f"GET {url} → {r.status_code}"
+    if status == expected:
+        return True, f"GET {url} → {status}"
     hint = ""
-    if 300 <= r.status_code < 400:
-        hint = f" (redirect to {r.headers.get('location')}; health checks do not follow redirects)"
-    body = r.text.strip().replace("\n", " ")[:160]
-    return False, f"GET {url} → {r.status_code}, expected {expected}{hint}: {body}"
+    if 300 <= status < 400:
+        hint = f" (redirect to {headers.get('location')}; health checks do not follow redirects)"
+    text = body.strip().replace("\n", " ")[:160]
+    return False, f"GET {url} → {status}, expected {expected}{hint}: {text}"
 
 
 class HealthGate:

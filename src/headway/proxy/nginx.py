@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
+import http.client
 import os
 import shutil
 import socket
@@ -17,15 +19,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import httpx
-import jinja2
 from docker.models.containers import Container
 from pydantic import BaseModel
 
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
 from headway.errors import ProxyError
+from headway.observe.health import http_get
 from headway.proxy.routes import Route, RouteTable
 
 MOUNT = "/etc/headway"
@@ -49,9 +51,14 @@ class ProxyStatus(BaseModel):
     routes: list[Route]
 
 
-_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("headway.proxy", "templates"),
-                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                autoescape=False)
+@functools.cache
+def _template() -> Any:
+    import jinja2  # imported when a config is rendered, not on every CLI start
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("headway.proxy", "templates"),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             autoescape=False)
+    return env.get_template("nginx.conf.j2")
 
 
 class Proxy:
@@ -187,7 +194,7 @@ class Proxy:
         generation = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
         tree = self.dir / "trees" / generation
         tree.mkdir(parents=True)
-        text = _TEMPLATES.get_template("nginx.conf.j2").render(
+        text = _template().render(
             generation=generation, routes=sorted(routes.values(), key=lambda r: r.key),
             http_port=settings.http_port, control_port=settings.control_port,
             drain_timeout=int(settings.drain_timeout), log_dir=f"{MOUNT}/logs")
@@ -211,9 +218,9 @@ class Proxy:
 
     def _live_generation(self, settings: ProxySettings) -> str | None:
         try:
-            r = httpx.get(f"http://127.0.0.1:{settings.control_port}/generation", timeout=1.0)
-            return r.text if r.status_code == 200 else None
-        except httpx.HTTPError:
+            status, _, body = http_get(f"http://127.0.0.1:{settings.control_port}/generation", None, 1.0)
+            return body if status == 200 else None
+        except (OSError, http.client.HTTPException):
             return None
 
     def _await_generation(self, generation: str, settings: ProxySettings, container: Container) -> None:

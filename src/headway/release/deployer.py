@@ -75,7 +75,7 @@ class Deployer:
             plan = plan_deploy(self.t, number, version, current, history, self.present_deploys())
             image = f"{self.t.image_repository}:{version}"
             record = ReleaseRecord(number=number, version=version, image=image, config_hash=self.t.config_hash(),
-                                   color=plan.color, replicas=plan.replicas)
+                                   color=plan.color, replicas=plan.replicas, replaced=current.live)
             try:
                 with self.report.step("prepare network and accessories"):
                     self.ensure_accessories()
@@ -286,6 +286,7 @@ class Deployer:
         with self.state.lock(f"rollback {ref or ''}".strip(), wait=self.t.deploy.lock_wait if wait is None
                              else wait):
             started = time.monotonic()
+            switched_at = 0.0
             current = self.state.current()
             present = self.present_deploys()
             if ref is None:
@@ -304,25 +305,30 @@ class Deployer:
                                "from that commit")
             target_rec = self.state.find(number)
             containers = self.containers(deploy=number)
-            with self.report.step(f"start release {target_rec.version} (deploy {number})"):
-                for c in containers:
-                    if not self.engine.state(c).get("Running"):
-                        self.engine.start(c)
-            with self.report.step("health gate"):
-                self._gate(containers)
             web_role = self.t.web_role
             web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
-            route = self._route_for(web, target_rec.version, number)
-            if route is not None:
-                with self.report.step("switch traffic"):
-                    self.proxy.set_route(route)
+            others = [c for c in containers if c not in web]
+            # web first: traffic moves as soon as the web containers pass; the other roles follow
+            for group, label in ((web, "web"), (others, "other roles")):
+                if not group:
+                    continue
+                with self.report.step(f"start {label} of release {target_rec.version} (deploy {number})"):
+                    for c in group:
+                        if c.status != "running":  # a warm standby is running already
+                            self.engine.start(c)
+                with self.report.step(f"health gate ({label})"):
+                    self._gate(group)
+                route = self._route_for(web, target_rec.version, number) if group is web else None
+                if route is not None:
+                    with self.report.step("switch traffic"):
+                        self.proxy.set_route(route)
+                    switched_at = time.monotonic() - started
             record = ReleaseRecord(number=self.state.next_number(), action="rollback", version=target_rec.version,
                                    image=target_rec.image, config_hash=target_rec.config_hash,
                                    color=target_rec.color, rollback_of=current.live, target=number,
                                    replicas={r: sum(1 for c in containers if c.labels.get(L.ROLE) == r)
                                              for r in self.t.roles})
             standby = current.live if self.t.deploy.warm_standby else None
-            switched_at = time.monotonic() - started
             plan = DeployPlan(number=number, version=target_rec.version, color=target_rec.color, start=[],
                               replicas=record.replicas,
                               retire=[n for n in (current.live, current.standby) if n is not None and n != number],

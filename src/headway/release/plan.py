@@ -57,7 +57,12 @@ def _retained(history: list[ReleaseRecord], present: set[int], retain: int, numb
 
 
 def rollback_candidate(history: list[ReleaseRecord], current: Current, present: set[int]) -> int | None:
-    """The newest successful deploy before the live one that still has containers."""
+    """What served before the live release (its warm standby, if any); else the newest earlier good deploy."""
+    live = next((r for r in history if r.number == current.live and r.action == "deploy"), None)
+    if current.standby is not None and current.standby in present:
+        return current.standby
+    if live is not None and live.replaced is not None and live.replaced in present:
+        return live.replaced
     for rec in reversed(history):
         if rec.action == "deploy" and rec.outcome != "failed" and rec.number != current.live \
                 and rec.number in present and (current.live is None or rec.number < current.live):

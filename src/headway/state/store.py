@@ -51,6 +51,7 @@ class ReleaseRecord(BaseModel):
     outcome: Outcome = "live"
     replicas: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
+    replaced: int | None = None  # for a deploy: the deploy number that was live before it
     rollback_of: int | None = None  # for a rollback: the deploy number traffic left
     target: int | None = None  # for a rollback: the deploy number whose containers now serve
 
