@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-
+from typing import Self
 from urllib.parse import urlsplit
 
 
@@ -35,7 +35,7 @@ class LoadResult:
         if not self.latencies_ms:
             return 0.0
         data = sorted(self.latencies_ms)
-        k = min(len(data) - 1, max(0, int(round(p / 100 * (len(data) - 1)))))
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
         return data[k]
 
     def summary(self) -> dict[str, object]:
@@ -62,7 +62,7 @@ class SteadyLoad:
 
     def __init__(self, url: str, rate: float = 200.0, max_seconds: float = 300.0, max_requests: int = 200_000,
                  timeout: float = 10.0, headers: dict[str, str] | None = None, track_release: bool = True,
-                 workers: int = 32) -> None:
+                 workers: int = 32, timeline: list[tuple[float, float, str, str | None]] | None = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -70,6 +70,9 @@ class SteadyLoad:
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.headers = headers or {}
         self.track_release = track_release
+        # when given, every request appends (monotonic send time, monotonic end time, status or error name,
+        # the response's `release` or None), for "which release answered when" questions
+        self.timeline = timeline
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -78,7 +81,7 @@ class SteadyLoad:
         self._clock = threading.Thread(target=self._schedule, daemon=True)
         self._started = 0.0
 
-    def __enter__(self) -> SteadyLoad:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -132,6 +135,7 @@ class SteadyLoad:
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             t0 = time.perf_counter()
+            sent_at = time.monotonic()
             try:
                 status, body, conn = self._exchange(conn)
             except (OSError, http.client.HTTPException) as exc:
@@ -142,6 +146,8 @@ class SteadyLoad:
                     self.result.sent += 1
                     self.result.errors += 1
                     self.result.statuses[type(exc).__name__] += 1
+                    if self.timeline is not None:
+                        self.timeline.append((sent_at, time.monotonic(), type(exc).__name__, None))
                 continue
             elapsed = (time.perf_counter() - t0) * 1000
             release = None
@@ -161,6 +167,8 @@ class SteadyLoad:
                         r.bodies[release] += 1
                 else:
                     r.non_2xx += 1
+                if self.timeline is not None:
+                    self.timeline.append((sent_at, time.monotonic(), str(status), release))
         if conn is not None:
             conn.close()
 

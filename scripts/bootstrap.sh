@@ -13,7 +13,8 @@
 #
 # Usage: scripts/bootstrap.sh [--rebuild-images[=NAME,...]]
 # Environment:
-#   HEADWAY_IMAGE_CACHE   work dir for rootfs builds  (default /var/cache/headway-images)
+#   HEADWAY_IMAGE_CACHE   rootfs builds, downloaded packages and build logs
+#                         (default /var/cache/headway-images)
 #   HEADWAY_DEBIAN_MIRROR Debian mirror                (default http://deb.debian.org/debian)
 #   HEADWAY_DEBIAN_SECURITY_MIRROR                     (default http://deb.debian.org/debian-security)
 set -euo pipefail
@@ -27,8 +28,12 @@ SUITE=bookworm
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 DOCKERD_LOG=/var/log/headway-dockerd.log
 DOCKERD_WAIT=60
+DOCKER_SOCK="${DOCKER_SOCK:-/var/run/docker.sock}"
+DOCKER_PIDFILE="${DOCKER_PIDFILE:-/var/run/docker.pid}"
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive
+# sbin directories are missing from PATH after a plain `su`
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 REBUILD=""   # "all" or a comma-separated list of image names
 for arg in "$@"; do
@@ -85,16 +90,17 @@ ensure_dockerd() {
         return
     fi
     local pid=""
-    if [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
-        pid="$(cat /var/run/docker.pid)"
+    if [ -s "$DOCKER_PIDFILE" ] && kill -0 "$(cat "$DOCKER_PIDFILE")" 2>/dev/null; then
+        pid="$(cat "$DOCKER_PIDFILE")"
         log "dockerd: pid $pid exists, waiting for it"
     else
         log "dockerd: starting (log: $DOCKERD_LOG)"
-        setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        # fd 9 (the bootstrap lock) must not stay open in the daemon
+        setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
         pid=$!
     fi
     local waited=0
-    until [ -S /var/run/docker.sock ] && docker info >/dev/null 2>&1; do
+    until [ -S "$DOCKER_SOCK" ] && docker info >/dev/null 2>&1; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 20 "$DOCKERD_LOG" >&2 || true
             die "dockerd exited during start-up, see $DOCKERD_LOG"
@@ -350,11 +356,11 @@ ensure_images() {
 
 main() {
     local t0=$SECONDS
-    ensure_packages
-    mkdir -p "$CACHE_DIR"
     # one bootstrap at a time
+    mkdir -p "$CACHE_DIR"
     exec 9>"$CACHE_DIR/.bootstrap.lock"
     flock 9
+    ensure_packages
     ensure_dockerd
     ensure_images
     log "done in $((SECONDS - t0))s"

@@ -106,7 +106,8 @@ def _cleanup_app(engine: DockerEngine, name: str) -> None:
     for vol in engine.volumes(L.selector(app=name)):
         vol.remove(force=True)
     for image in engine.client.images.list(name=name):
-        engine.remove_image(image.id)
+        for tag in image.tags:
+            engine.remove_image(tag)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -66,7 +67,7 @@ async def _check_db(pool: AsyncConnectionPool) -> str:
         async with pool.connection(timeout=READY_TIMEOUT) as conn:
             await conn.execute("SELECT 1")
         return "ok"
-    except Exception as exc:  # report any failure, never raise from a health check
+    except (psycopg.Error, PoolTimeout, OSError) as exc:  # reported, never raised
         return f"error: {type(exc).__name__}: {exc}".strip()[:200]
 
 
@@ -74,7 +75,7 @@ async def _check_redis(client: aioredis.Redis) -> str:
     try:
         await asyncio.wait_for(client.ping(), READY_TIMEOUT)
         return "ok"
-    except Exception as exc:
+    except (RedisError, TimeoutError, OSError) as exc:
         return f"error: {type(exc).__name__}: {exc}".strip()[:200]
 
 
@@ -114,7 +115,7 @@ async def create_order(request: Request) -> JSONResponse:
     # push fails stays 'pending' and is picked up by the worker's periodic sweep
     try:
         await request.app.state.redis.lpush(QUEUE, row["id"])
-    except Exception:
+    except (RedisError, OSError):
         log.exception("could not queue order %s", row["id"])
     return JSONResponse(_order(row), status_code=201)
 

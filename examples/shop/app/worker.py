@@ -123,11 +123,11 @@ def check(settings: Settings) -> int:
     try:
         with psycopg.connect(settings.database_url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:
+    except psycopg.Error as exc:
         problems.append(f"database: {type(exc).__name__}: {exc}")
     try:
         redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
-    except Exception as exc:
+    except (redis.RedisError, OSError) as exc:
         problems.append(f"redis: {type(exc).__name__}: {exc}")
     if problems:
         print("; ".join(p.strip() for p in problems), file=sys.stderr)

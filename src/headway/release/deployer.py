@@ -232,13 +232,15 @@ class Deployer:
                                      if c.labels[L.ROLE] in self.t.roles else 10)
         if plan.prune:
             with self.report.step(f"prune releases {', '.join(map(str, plan.prune))}"):
+                kept_images = {c.labels.get(L.RELEASE) for c in self.containers()
+                               if int(c.labels.get(L.DEPLOY, 0)) not in plan.prune}
                 for number in plan.prune:
-                    images = set()
+                    versions = set()
                     for c in self.containers(deploy=number):
-                        images.add(c.image.id if c.image else None)
+                        versions.add(c.labels.get(L.RELEASE))
                         self.engine.remove(c)
-                    for image_id in images - {None}:
-                        self.engine.remove_image(str(image_id))  # refused while another container uses it
+                    for version in versions - kept_images - {None}:
+                        self.engine.remove_image(f"{self.t.image_repository}:{version}")
 
     def _supersede(self, previous: int | None) -> None:
         if previous is None:
