@@ -15,8 +15,9 @@ from rich.markup import escape
 from headway.errors import HeadwayError
 from headway.release.report import RecordingReporter, Step
 
+_WIDTH = None if sys.stdout.isatty() else 160  # tables piped to a file or CI keep whole names
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 class ConsoleReporter(RecordingReporter):
