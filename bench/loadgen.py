@@ -39,7 +39,8 @@ class LoadResult:
         return data[k]
 
     def summary(self) -> dict[str, object]:
-        return {"sent": self.sent, "ok": self.ok, "non_2xx": self.non_2xx, "errors": self.errors, "retried": self.retried,
+        return {"sent": self.sent, "ok": self.ok, "non_2xx": self.non_2xx, "errors": self.errors,
+                "retried": self.retried,
                 "p50_ms": round(self.percentile(50), 2), "p99_ms": round(self.percentile(99), 2),
                 "mean_ms": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else 0.0,
                 "seconds": round(self.seconds, 2), "rate": round(self.sent / self.seconds, 1) if self.seconds

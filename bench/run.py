@@ -315,7 +315,8 @@ def render_section(report: dict[str, Any]) -> str:
         + "." + _rollback_note(rb),
         ("- p50/p99 are over every answered request in the window, operation and its surroundings included; "
         "the load generator runs on the same machine as everything else."),
-        ("- Raw numbers, failed requests with their timing (the first 200 per operation), and the commands' JSON output are in "
+        ("- Raw numbers, failed requests with their timing (the first 200 per operation), and the commands' JSON "
+         "output are in "
         "[bench/results/deploy-latest.json](../bench/results/deploy-latest.json)."),
         "",
         ("Re-run with `make bench` (or `.venv/bin/python -m bench.run`; add `--quick` for a smoke run with "

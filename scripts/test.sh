@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "[test] ruff"
+.venv/bin/ruff check src tests bench
 echo "[test] mypy"
 .venv/bin/mypy src/headway
 echo "[test] pytest"

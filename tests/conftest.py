@@ -19,10 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(REPO))  # bench.loadgen
 
-from headway.engine import labels as L  # noqa: E402
-from headway.engine.docker import DockerEngine  # noqa: E402
-from headway.proxy.nginx import Proxy  # noqa: E402
-from headway.service import Headway  # noqa: E402
+from headway.engine import labels as L
+from headway.engine.docker import DockerEngine
+from headway.proxy.nginx import Proxy
+from headway.service import Headway
 
 
 def free_port() -> int:

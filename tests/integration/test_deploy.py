@@ -7,8 +7,8 @@ import threading
 
 import httpx
 import pytest
-
 from bench.loadgen import SteadyLoad
+
 from headway.engine import labels as L
 from headway.errors import HealthCheckFailed, LockHeld, ReleaseCommandFailed
 

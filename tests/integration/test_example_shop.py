@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.conftest import REPO, AppDir, RunningProxy, _cleanup_app, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.proxy]

@@ -46,7 +46,8 @@ def test_valid_config_loads() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("app: shop\nroles: [\n", "invalid YAML"),
-    (BASE.replace("    port: 8000\n", "    port: 8000\n    helth: {}\n"), "headway.yml:5: roles.web.helth: unknown key; "
+    (BASE.replace("    port: 8000\n", "    port: 8000\n    helth: {}\n"),
+     "headway.yml:5: roles.web.helth: unknown key; "
                                                                          "did you mean `health`?"),
     (BASE.replace("path: /health", "path: health"), "headway.yml:5: roles.web.health.path: a health check path "
                                                     "starts with /"),

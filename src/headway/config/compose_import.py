@@ -962,7 +962,7 @@ def merge_compose_files(paths: list[Path], app: str | None = None,
                           "name the environment of each file explicitly (e.g. production, staging)")
     loaded = [_load(p) for p in paths]
     app_name = _app_name(app, loaded[0], paths[0])
-    drafts = [_analyse(p, env_name, data, app_name) for p, env_name, data in zip(paths, names, loaded)]
+    drafts = [_analyse(p, env_name, data, app_name) for p, env_name, data in zip(paths, names, loaded, strict=True)]
     doc, notes = _assemble(app_name, drafts)
     secrets = {d.environment: list(d.secret_files) for d in drafts if d.secret_files}
     notes += _secret_notes(drafts, doc)

@@ -100,8 +100,7 @@ def _describe(err: Any, data: Any, filename: str) -> str:
         return f"{where}: {dotted}: unknown key; {expected}" if parent else f"{where}: {dotted}: unknown key"
     if kind == "missing":
         return f"{where}: {dotted}: required key is missing"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+    msg = msg.removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         msg = "use lower-case letters, digits and dashes, starting with a letter"
     return f"{where}: {dotted}: {msg}"

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headway.config.loader import find_config, load_config
-from headway.config.model import AccessoryVolumes, AppConfig, CommandHealth, DeploySettings, HttpHealth, Resources
+from headway.config.model import (
+    AccessoryVolumes,
+    AppConfig,
+    CommandHealth,
+    DeploySettings,
+    HttpHealth,
+    Resources,
+)
 from headway.config.secrets import default_secrets_path, load_secrets
 from headway.errors import ConfigError
 

@@ -15,7 +15,6 @@ import docker.errors
 from docker.models.containers import Container
 
 from headway.config.model import Resources
-from headway.engine import labels as L
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
 LineSink = Callable[[str], None]
@@ -233,7 +232,7 @@ class DockerEngine:
             reader.start()
             try:
                 status = container.wait(timeout=max(1, int(timeout)))
-            except Exception:  # the wait timed out (requests raises its own ReadTimeout/ConnectionError)
+            except Exception:  # noqa: BLE001 - the wait timed out (requests raises its own ReadTimeout/ConnectionError)
                 container.kill()
                 reader.join(5)
                 return OneOffResult(exit_code=-1, output="\n".join(tail), timed_out=True)

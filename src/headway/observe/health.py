@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import time
-from urllib.parse import urlsplit
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from docker.models.containers import Container
 
@@ -51,7 +50,7 @@ def http_get(url: str, host: str | None, timeout: float) -> tuple[int, dict[str,
 def http_check(url: str, host: str | None, timeout: float, expected: int) -> tuple[bool, str]:
     try:
         status, headers, body = http_get(url, host, timeout)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return False, f"GET {url} timed out after {timeout:g}s"
     except (OSError, http.client.HTTPException) as exc:
         return False, f"GET {url} failed: {type(exc).__name__} ({exc})"

@@ -246,7 +246,7 @@ class Proxy:
 def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
     domains: dict[str, str] = {}
     ports: dict[int, str] = {}
-    for key, route in routes.items():
+    for route in routes.values():
         owner = f"{route.app}/{route.environment}"
         for d in route.domains:
             if d in domains and domains[d] != owner:

@@ -16,7 +16,14 @@ from docker.models.containers import Container
 from headway.config.resolve import RoleSpec, Target
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
-from headway.errors import Aborted, HeadwayError, HealthCheckFailed, NotFound, ProxyError, ReleaseCommandFailed
+from headway.errors import (
+    Aborted,
+    HeadwayError,
+    HealthCheckFailed,
+    NotFound,
+    ProxyError,
+    ReleaseCommandFailed,
+)
 from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
 from headway.proxy.routes import Route

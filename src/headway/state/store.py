@@ -111,9 +111,8 @@ class AppState:
         """A release by deploy number or version."""
         hist = self.history()
         for rec in reversed(hist):
-            if str(rec.number) == str(ref) or rec.version == str(ref):
-                if rec.action == "deploy":
-                    return rec
+            if (str(rec.number) == str(ref) or rec.version == str(ref)) and rec.action == "deploy":
+                return rec
         raise NotFound(f"no release {ref!r} in the history of {self.app}/{self.environment}",
                        f"see `headway releases -e {self.environment}` for the ones that exist")
 
