@@ -6,6 +6,7 @@ import http.client
 import json
 import queue
 import select
+import ssl
 import statistics
 import threading
 import time
@@ -65,7 +66,8 @@ class SteadyLoad:
                  timeout: float = 10.0, headers: dict[str, str] | None = None, track_release: bool = True,
                  workers: int = 32, timeline: list[tuple[float, float, str, str | None]] | None = None) -> None:
         parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.tls = parts.scheme == "https"
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (443 if self.tls else 80)
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.rate, self.timeout = rate, timeout
         self.max_seconds, self.max_requests = max_seconds, max_requests
@@ -81,6 +83,12 @@ class SteadyLoad:
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         self._clock = threading.Thread(target=self._schedule, daemon=True)
         self._started = 0.0
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.tls:  # measuring the proxy's TLS, not checking who signed the certificate
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=ssl._create_unverified_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def __enter__(self) -> Self:
         self.start()
@@ -134,7 +142,7 @@ class SteadyLoad:
                 conn.close()  # like urllib3 and browsers: never send on a connection the server has closed
                 conn = None
             if conn is None:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                conn = self._connect()
             t0 = time.perf_counter()
             sent_at = time.monotonic()
             try:
@@ -179,7 +187,7 @@ class SteadyLoad:
         before any response byte is retried once on a new connection (counted in `retried`)."""
         reused = conn is not None and conn.sock is not None
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = self._connect()
         try:
             conn.request("GET", self.path, headers=self.headers)
             resp = conn.getresponse()
@@ -189,7 +197,7 @@ class SteadyLoad:
             conn.close()
             with self._lock:
                 self.result.retried += 1
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = self._connect()
             conn.request("GET", self.path, headers=self.headers)
             resp = conn.getresponse()
         body = resp.read()

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a Debian bookworm machine for headway.
 #
-#   1. installs docker.io, debootstrap, docker-compose and wrk when missing
+#   1. installs docker.io, debootstrap, docker-compose, wrk and pebble (the ACME test CA) when missing
 #   2. starts dockerd when the daemon is not reachable (machines without systemd)
 #   3. builds the base images headway and the examples need, when missing:
-#        python:3.11-slim  postgres:15  redis:7  nginx:stable
+#        python:3.11-slim  postgres:15  redis:7  nginx:stable  mariadb:10.11
 #      They are built locally from Debian packages (debootstrap + docker import),
 #      so Dockerfiles and configs that name the official images resolve without
 #      access to a registry.
@@ -54,7 +54,8 @@ die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
 # 1. host packages
 # --------------------------------------------------------------------------
 # command -> package; a command already on PATH (e.g. docker from docker-ce) is fine
-HOST_TOOLS=(dockerd:docker.io docker:docker.io debootstrap:debootstrap docker-compose:docker-compose wrk:wrk)
+HOST_TOOLS=(dockerd:docker.io docker:docker.io debootstrap:debootstrap docker-compose:docker-compose wrk:wrk
+            pebble:pebble pebble-challtestsrv:pebble)
 
 ensure_packages() {
     local missing=() tool pkg
@@ -124,6 +125,7 @@ IMAGES=(
     "postgres:15|postgres-15|postgresql-15"
     "redis:7|redis-7|redis-server,redis-tools"
     "nginx:stable|nginx-stable|nginx"
+    "mariadb:10.11|mariadb-10.11|mariadb-server,mariadb-client"
 )
 
 # Remove a rootfs directory, first unmounting anything a failed debootstrap left behind.
@@ -231,6 +233,19 @@ customize_redis() {
     chroot "$root" chown redis:redis /data
 }
 
+customize_mariadb() {
+    local root="$1"
+    # the package initialised a data directory; the entrypoint initialises /var/lib/mysql instead
+    rm -rf "$root"/var/lib/mysql/*
+    # clients come from other containers on the environment's network
+    sed -ri 's/^#?\s*bind-address\s*=.*/bind-address = 0.0.0.0/' "$root/etc/mysql/mariadb.conf.d/50-server.cnf"
+    grep -q '^bind-address = 0.0.0.0' "$root/etc/mysql/mariadb.conf.d/50-server.cnf"
+    printf '[mariadbd]\nskip-name-resolve\n' > "$root/etc/mysql/mariadb.conf.d/90-container.cnf"
+    install -m 0755 "$IMAGES_DIR/mariadb/docker-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+    mkdir -p "$root/docker-entrypoint-initdb.d" "$root/run/mysqld"
+    chroot "$root" chown mysql:mysql /var/lib/mysql /run/mysqld
+}
+
 customize_nginx() {
     local root="$1"
     chroot "$root" sh -c 'getent passwd nginx >/dev/null || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nginx'
@@ -270,6 +285,13 @@ image_changes() {
                 'EXPOSE 6379' \
                 'ENTRYPOINT ["docker-entrypoint.sh"]' \
                 'CMD ["redis-server", "--protected-mode", "no", "--bind", "0.0.0.0"]' ;;
+        mariadb:10.11)
+            printf '%s\n' \
+                "ENV PATH=$DEFAULT_PATH LANG=C.UTF-8" \
+                'VOLUME /var/lib/mysql' \
+                'EXPOSE 3306' \
+                'ENTRYPOINT ["docker-entrypoint.sh"]' \
+                'CMD ["mariadbd"]' ;;
         nginx:stable)
             printf '%s\n' \
                 "ENV PATH=$DEFAULT_PATH LANG=C.UTF-8" \
@@ -304,6 +326,7 @@ build_image() {
         postgres:*) customize_postgres "$root" ;;
         redis:*) customize_redis "$root" ;;
         nginx:*) customize_nginx "$root" ;;
+        mariadb:*) customize_mariadb "$root" ;;
     esac >>"$logf" 2>&1
     slim_rootfs "$root"
 

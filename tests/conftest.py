@@ -24,6 +24,8 @@ from headway.engine.docker import DockerEngine
 from headway.proxy.nginx import Proxy
 from headway.service import Headway
 
+pytest_plugins = ["tests.integration.db_support"]  # databases and an S3 server (test_db_*)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,15 +52,17 @@ class RunningProxy:
     state_dir: Path
     http_port: int
     control_port: int
+    https_port: int = 443
 
 
 @pytest.fixture(scope="session")
 def proxy(docker_engine: DockerEngine, state_dir: Path) -> Iterator[RunningProxy]:
     """A real nginx proxy container owned by headway, on free ports, for the whole test session."""
     px = Proxy(docker_engine, state_dir)
-    http_port, control_port = free_port(), free_port()
-    px.boot(http_port=http_port, control_port=control_port, name=f"headway-proxy-test-{uuid.uuid4().hex[:6]}")
-    yield RunningProxy(px, state_dir, http_port, control_port)
+    http_port, control_port, https_port = free_port(), free_port(), free_port()
+    px.boot(http_port=http_port, control_port=control_port, name=f"headway-proxy-test-{uuid.uuid4().hex[:6]}",
+            https_port=https_port)
+    yield RunningProxy(px, state_dir, http_port, control_port, https_port)
     c = px.container()
     if c is not None:
         docker_engine.remove(c)

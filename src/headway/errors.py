@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     DOCKER_UNAVAILABLE = 8
     NOT_FOUND = 9  # nothing deployed, unknown release
     ABORTED = 10  # the user said no
+    CANARY_FAILED = 11  # the canary breached its thresholds (or was aborted) and traffic went back
 
 
 class HeadwayError(Exception):
@@ -71,3 +72,7 @@ class NotFound(HeadwayError):
 
 class Aborted(HeadwayError):
     exit_code = ExitCode.ABORTED
+
+
+class CanaryFailed(HeadwayError):
+    exit_code = ExitCode.CANARY_FAILED

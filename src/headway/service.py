@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headway.config.duration import parse_duration
 from headway.config.resolve import Target, load_target
@@ -20,10 +20,15 @@ from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
 from headway.errors import ConfigError, HeadwayError, NotFound
 from headway.proxy.nginx import Proxy
+from headway.proxy.routes import Route
 from headway.release.deployer import Deployer, Outcome
 from headway.release.report import Reporter
 from headway.release.version import release_version
 from headway.state.store import AppState, state_root
+
+if TYPE_CHECKING:
+    from headway.data.backup import BackupService
+    from headway.data.restore import RestoreResult
 
 
 @dataclass
@@ -51,11 +56,39 @@ class Headway:
     def deploy(self, version: str | None = None, wait: float | None = None) -> Outcome:
         return self.deployer.deploy(release_version(self.target.root, version), wait=wait)
 
-    def rollback(self, release: str | None = None, wait: float | None = None) -> Outcome:
+    def rollback(self, release: str | None = None, wait: float | None = None, *, with_data: bool = False,
+                 identities: list[Any] | None = None, confirmed: bool = False) -> Outcome:
+        if with_data:
+            from headway.data.deploy_hooks import rollback_with_data
+
+            return rollback_with_data(self.deployer, release, wait, identities, confirmed)[0]
         return self.deployer.rollback(release, wait=wait)
+
+    def databases(self) -> BackupService:
+        """Databases of this environment: backups, verification, restore (see headway.data.backup)."""
+        from headway.data.backup import BackupService
+
+        return BackupService(self.target, self.engine, self.state.dir.parents[2], self.deployer.report)
+
+    def restore_database(self, backup_id: str | None = None, *, name: str | None = None, into: str | None = None,
+                         identities: list[Any] | None = None, confirmed: bool = False) -> RestoreResult:
+        from headway.data.deploy_hooks import DeployerAppControl
+
+        return self.databases().restore(backup_id, name=name, into=into, identities=identities,
+                                        app=DeployerAppControl(self.deployer), confirmed=confirmed)
 
     def scale(self, counts: dict[str, int], wait: float | None = None) -> dict[str, int]:
         return self.deployer.scale(counts, wait=wait)
+
+    def maintenance(self, on: bool, *, message: str | None = None, allow: list[str] | None = None,
+                    page: Path | None = None, retry_after: int = 120) -> Route:
+        from headway.proxy.maintenance import set_maintenance
+
+        with self.state.lock("maintenance " + ("on" if on else "off"), wait=10):
+            route = set_maintenance(self.proxy, self.target, on=on, message=message, allow=allow, page=page,
+                                    retry_after=retry_after)
+            self.state.set_current(self.state.current().model_copy(update={"maintenance": on}))
+            return route
 
     # -- status ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -79,10 +112,14 @@ class Headway:
                 "started_at": (st.get("StartedAt") or "")[:19].replace("T", " ") if st.get("Running") else "",
             })
         lock = self.state.lock_holder()
+        route = self.proxy.routes.get(self.target.app, self.target.environment)
         return {"app": self.target.app, "environment": self.target.environment,
                 "release": rec.version if rec else None, "deploy": current.live, "standby": current.standby,
                 "stopped": current.stopped, "replicas": current.replicas, "containers": containers,
-                "urls": self.deployer.urls(), "lock": lock.model_dump() if lock else None}
+                "urls": self.deployer.urls(), "lock": lock.model_dump() if lock else None,
+                "maintenance": route.maintenance.model_dump() if route and route.maintenance else None,
+                "canary": route.canary.model_dump() if route and route.canary else None,
+                "tls": route.tls.model_dump() if route and route.tls else None}
 
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, *, role: str | None = None, follow: bool = False, since: str | None = None,

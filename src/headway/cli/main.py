@@ -13,6 +13,8 @@ from rich.table import Table
 
 from headway import __version__
 from headway.cli.render import ConsoleReporter, err_console, out_console, print_error, print_json
+from headway.cli.db import db
+from headway.cli.tls import tls
 from headway.errors import ExitCode, HeadwayError
 from headway.service import Headway
 
@@ -90,13 +92,26 @@ def deploy(obj: Context, environment: str, version: str | None, wait: float | No
 @env_option
 @click.argument("release", required=False)
 @wait_option
+@click.option("--with-data", is_flag=True, help="Also restore the database backups taken before the live deploy.")
+@click.option("--identity", type=click.Path(dir_okay=False), default=None, envvar="HEADWAY_AGE_IDENTITY",
+              help="age identity file, for --with-data of encrypted backups.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (--with-data).")
 @json_option
 @pass_ctx
-def rollback(obj: Context, environment: str, release: str | None, wait: float | None, as_json: bool) -> None:
+def rollback(obj: Context, environment: str, release: str | None, wait: float | None, with_data: bool,
+             identity: str | None, yes: bool, as_json: bool) -> None:
     """Put a previous release back in service (default: the one before the live one)."""
     reporter = ConsoleReporter()
     hw = obj.headway(environment, reporter)
-    outcome = hw.rollback(release, wait=wait)
+    if with_data and not yes and (not sys.stdin.isatty() or not click.confirm(
+            f"Roll back {environment} AND restore its databases as they were before the live deploy?")):
+        raise HeadwayError("not rolled back", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
+    identities = None
+    if identity:
+        from headway.data.pipeline import load_identity
+
+        identities = load_identity(identity)
+    outcome = hw.rollback(release, wait=wait, with_data=with_data, identities=identities, confirmed=True)
     rec = outcome.record
     if as_json:
         print_json({"release": rec.model_dump(), "urls": outcome.urls,
@@ -139,6 +154,13 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
     out_console.print(f"[bold]{report['app']}/{report['environment']}[/bold]  release "
                       f"{report['release'] or '—'} (deploy {report['deploy'] or '—'})"
                       f"{'  [red]STOPPED[/red]' if report['stopped'] else ''}")
+    if report.get("maintenance"):
+        m = report["maintenance"]
+        allowed = f", allowed: {' '.join(m['allow'])}" if m["allow"] else ""
+        out_console.print(f"[yellow]MAINTENANCE[/yellow] since {m['since'][:19].replace('T', ' ')}{allowed}")
+    if report.get("canary"):
+        c = report["canary"]
+        out_console.print(f"[cyan]CANARY[/cyan] release {c['release']} gets {c['weight']}% of requests")
     if report.get("lock"):
         out_console.print(f"[yellow]locked by {report['lock']['by']} since {report['lock']['since']}: "
                           f"{report['lock']['command']}[/yellow]")
@@ -231,6 +253,40 @@ def remove(obj: Context, environment: str, volumes: bool, yes: bool) -> None:
     err_console.print(f"[yellow]removed[/yellow] {len(removed)} object(s) of {hw.target.app}/{environment}")
 
 
+@cli.command()
+@env_option
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--message", default=None, help="Text of the maintenance page.")
+@click.option("--allow", multiple=True, metavar="IP", help="An address or network that still reaches the app.")
+@click.option("--page", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Your own HTML page instead of the generated one.")
+@click.option("--retry-after", default=120, show_default=True, help="Seconds, sent as Retry-After.")
+@pass_ctx
+def maintenance(obj: Context, environment: str, state: str, message: str | None, allow: tuple[str, ...],
+                page: str | None, retry_after: int) -> None:
+    """Answer 503 with a maintenance page (health checks and --allow addresses still get through)."""
+    hw = obj.headway(environment)
+    hw.maintenance(state == "on", message=message, allow=list(allow), page=Path(page) if page else None,
+                   retry_after=retry_after)
+    err_console.print(f"maintenance [bold]{state}[/bold] for {hw.target.app}/{environment}")
+
+
+@cli.command()
+@env_option
+@pass_ctx
+def promote(obj: Context, environment: str) -> None:
+    """Send every request to the canary now, skipping its remaining steps."""
+    err_console.print(obj.headway(environment).deployer.canary_request("promote"))
+
+
+@cli.command()
+@env_option
+@pass_ctx
+def abort(obj: Context, environment: str) -> None:
+    """Stop a running canary: every request goes back to the stable release."""
+    err_console.print(obj.headway(environment).deployer.canary_request("abort"))
+
+
 # -- proxy --------------------------------------------------------------------------------------------
 @cli.group()
 def proxy() -> None:
@@ -240,15 +296,16 @@ def proxy() -> None:
 @proxy.command("boot")
 @click.option("--image", default=None, help="nginx image (default nginx:stable).")
 @click.option("--http-port", type=int, default=None, help="Port for routing by host name (default 80).")
+@click.option("--https-port", type=int, default=None, help="Port for TLS (default 443).")
 @click.option("--control-port", type=int, default=None, help="Loopback port headway uses to confirm reloads.")
 @click.option("--name", default=None, help="Container name (default headway-proxy).")
 @json_option
 @pass_ctx
-def proxy_boot(obj: Context, image: str | None, http_port: int | None, control_port: int | None,
-               name: str | None, as_json: bool) -> None:
+def proxy_boot(obj: Context, image: str | None, http_port: int | None, https_port: int | None,
+               control_port: int | None, name: str | None, as_json: bool) -> None:
     """Start the proxy (idempotent); it serves every route recorded on this host."""
-    st = Headway.proxy_only(obj.state_dir).boot(image=image, http_port=http_port, control_port=control_port,
-                                                name=name)
+    st = Headway.proxy_only(obj.state_dir).boot(image=image, http_port=http_port, https_port=https_port,
+                                                control_port=control_port, name=name)
     if as_json:
         print_json(st.model_dump())
     else:
@@ -302,6 +359,10 @@ def _tail_file(path: Path, n: int, follow: bool) -> Any:
                 yield line.rstrip("\n")
             else:
                 time.sleep(0.2)  # tail -f
+
+
+cli.add_command(tls)
+cli.add_command(db)
 
 
 def main() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from headway.config.duration import Duration
+from headway.data.schema import Database, DatabaseOverride, Storage, check_databases
 
 NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
 Name = Annotated[str, Field(pattern=NAME)]
@@ -149,13 +150,85 @@ class Accessory(Strict):
         return v
 
 
+class CanaryStep(Strict):
+    weight: int = Field(ge=1, le=100, description="percent of requests sent to the new release")
+    duration: Duration = Field(60.0, description="how long traffic stays at this weight while it is analysed")
+
+
+class CanaryAnalysis(Strict):
+    """Thresholds the new release must meet at every step (Flagger's defaults: 99% success, p95 <= 500 ms)."""
+
+    interval: Duration = 10.0
+    min_requests: int = Field(20, ge=1, description="fewer requests than this in a step cannot pass it")
+    success_rate: float = Field(99.0, ge=0, le=100, description="percent of non-5xx answers, at least")
+    p95: Duration = Field(0.5, description="95th percentile of request time, at most")
+    max_wait: Duration = Field(300.0, description="how long a step may wait for enough requests before aborting")
+
+
+class CanarySettings(Strict):
+    steps: list[CanaryStep] = Field(default_factory=lambda: [CanaryStep(weight=10, duration=60.0),
+                                                             CanaryStep(weight=50, duration=60.0)])
+    sticky: Literal["cookie", "ip"] | None = Field(None, description="keep a client on one release")
+    analysis: CanaryAnalysis = CanaryAnalysis()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, v: list[CanaryStep]) -> list[CanaryStep]:
+        if not v:
+            raise ValueError("give at least one step, e.g. [{weight: 10, duration: 60s}]")
+        weights = [s.weight for s in v]
+        if weights != sorted(weights):
+            raise ValueError("step weights must not decrease")
+        return v
+
+
 class DeploySettings(Strict):
+    strategy: Literal["blue-green", "canary"] = "blue-green"
+    canary: CanarySettings = CanarySettings()
     drain_timeout: Duration = 30.0
     health_deadline: Duration = 120.0
     release_timeout: Duration = 600.0
     retain: int = Field(5, ge=1, le=50, description="how many past releases keep their containers")
     warm_standby: bool = Field(False, description="keep the previous release running for instant rollback")
     lock_wait: Duration = Field(0.0, description="how long a deploy waits for another to finish; 0 fails fast")
+
+
+class TlsOptions(Strict):
+    """Certificates for the environment's domains: from an ACME CA (Let's Encrypt) or given as files."""
+
+    email: str | None = Field(None, description="contact for the ACME account (expiry notices)")
+    acme_directory: str | None = Field(None, description="ACME directory URL; default Let's Encrypt")
+    staging: bool = Field(False, description="use Let's Encrypt's staging CA (untrusted certs, high limits)")
+    certificate: str | None = Field(None, description="a certificate chain file (PEM) instead of ACME")
+    key: str | None = Field(None, description="its private key (PEM)")
+    hsts: bool = True
+    redirect: bool = Field(True, description="answer plain HTTP with a redirect to HTTPS")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsOptions:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("give both `certificate` and `key`, or neither (ACME)")
+        return self
+
+
+class EdgeOptions(Strict):
+    """What the proxy does for this environment's requests."""
+
+    client_max_body_size: str = Field("10m", pattern=r"^\d+[kKmMgG]?$")
+    read_timeout: Duration = 60.0
+    connect_timeout: Duration = 2.0
+    gzip: bool = True
+    security_headers: bool = True
+    error_pages: dict[int, str] = Field(default_factory=dict,
+                                        description="status -> HTML file, e.g. 502: errors/502.html")
+
+    @field_validator("error_pages")
+    @classmethod
+    def _statuses(cls, v: dict[int, str]) -> dict[int, str]:
+        for status in v:
+            if not 400 <= status <= 599:
+                raise ValueError(f"error page for {status}: only 4xx and 5xx statuses")
+        return v
 
 
 class Environment(Strict):
@@ -168,6 +241,22 @@ class Environment(Strict):
     resources: dict[str, Resources] = Field(default_factory=dict)
     seed: str | list[str] | None = None
     deploy: DeploySettings | None = None
+    databases: dict[Name, DatabaseOverride] = Field(default_factory=dict)
+    storage: Storage | None = Field(None, description="where this environment's backups go")
+    tls: bool | TlsOptions = False
+    proxy: EdgeOptions = EdgeOptions()
+
+    @model_validator(mode="after")
+    def _tls_needs_domains(self) -> Environment:
+        if self.tls and not self.domains:
+            raise ValueError("tls needs `domains`: certificates are issued for host names")
+        return self
+
+    @property
+    def tls_options(self) -> TlsOptions | None:
+        if self.tls is False:
+            return None
+        return TlsOptions() if self.tls is True else self.tls
 
     @field_validator("hosts")
     @classmethod
@@ -202,6 +291,8 @@ class AppConfig(Strict):
     accessories: dict[Name, Accessory] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     deploy: DeploySettings = DeploySettings()
+    databases: dict[Name, Database] = Field(default_factory=dict)
+    storage: Storage = Field(default_factory=Storage, description="where backups go: local and/or s3")
     environments: dict[Name, Environment]
 
     @field_validator("roles")
@@ -231,12 +322,18 @@ class AppConfig(Strict):
                 if role not in self.roles:
                     raise ValueError(
                         f"environments.{env_name}: unknown role {role!r} (roles: {', '.join(self.roles)})")
+        for env_name, env in self.environments.items():
+            if (env.deploy or self.deploy).strategy == "canary" and self.web_role is None:
+                raise ValueError(f"environments.{env_name}: a canary needs a role with `port` (weights split HTTP "
+                                 "traffic)")
         ports: dict[int, str] = {}
         for env_name, env in self.environments.items():
             if env.port is not None:
                 if env.port in ports:
                     raise ValueError(f"environments {ports[env.port]} and {env_name} both publish port {env.port}")
                 ports[env.port] = env_name
+        check_databases(self.databases, self.storage, set(self.roles) | set(self.accessories), set(self.env),
+                        {n: (e.databases, e.storage) for n, e in self.environments.items()})
         return self
 
     @property

@@ -15,8 +15,10 @@ from headway.config.model import (
     AppConfig,
     CommandHealth,
     DeploySettings,
+    EdgeOptions,
     HttpHealth,
     Resources,
+    TlsOptions,
 )
 from headway.config.secrets import default_secrets_path, load_secrets
 from headway.errors import ConfigError
@@ -70,8 +72,10 @@ class Target:
     port: int | None
     deploy: DeploySettings
     seed_argv: list[str] | None
-    env: dict[str, str] = field(repr=False)
-    secrets: Secrets = field(repr=False)
+    edge: EdgeOptions = field(default_factory=EdgeOptions)
+    tls: TlsOptions | None = None
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+    secrets: Secrets = field(repr=False, default_factory=Secrets)
 
     @property
     def web_role(self) -> RoleSpec | None:
@@ -144,7 +148,7 @@ def resolve(config: AppConfig, environment: str, root: Path) -> Target:
     seed_argv = shlex.split(seed) if isinstance(seed, str) else seed
     return Target(app=config.app, environment=environment, root=root, config=config, roles=roles,
                   accessories=accessories, domains=list(env_cfg.domains), port=env_cfg.port, deploy=deploy,
-                  seed_argv=seed_argv, env=env, secrets=secrets)
+                  seed_argv=seed_argv, edge=env_cfg.proxy, tls=env_cfg.tls_options, env=env, secrets=secrets)
 
 
 def load_target(environment: str, config_path: str | Path | None = None) -> Target:

@@ -67,6 +67,18 @@ class DockerEngine:
     def build(self, *, context: Path, dockerfile: str, tag: str, args: dict[str, str], target: str | None,
               labels: dict[str, str], on_line: LineSink | None = None) -> str:
         """Build an image; on failure raise BuildFailed with the build's last lines."""
+        try:
+            return self._build_once(context=context, dockerfile=dockerfile, tag=tag, args=args, target=target,
+                                    labels=labels, on_line=on_line)
+        except BuildFailed as exc:
+            # a cached layer removed while this build used it (an image prune elsewhere): build again once
+            if "unknown parent image" not in exc.message:
+                raise
+            return self._build_once(context=context, dockerfile=dockerfile, tag=tag, args=args, target=target,
+                                    labels=labels, on_line=on_line, nocache=True)
+
+    def _build_once(self, *, context: Path, dockerfile: str, tag: str, args: dict[str, str], target: str | None,
+                    labels: dict[str, str], on_line: LineSink | None, nocache: bool = False) -> str:
         tail: deque[str] = deque(maxlen=25)
         if not context.is_dir():
             raise BuildFailed(f"build context {context} is not a directory", "fix image.context in headway.yml")
@@ -74,7 +86,8 @@ class DockerEngine:
             raise BuildFailed(f"no Dockerfile at {context / dockerfile}", "fix image.dockerfile in headway.yml")
         try:
             stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag, buildargs=args,
-                                           target=target, labels=labels, rm=True, forcerm=True, decode=True)
+                                           target=target, labels=labels, rm=True, forcerm=True, decode=True,
+                                           nocache=nocache)
             image_id = None
             for chunk in stream:
                 if "stream" in chunk:

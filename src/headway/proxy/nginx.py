@@ -8,6 +8,7 @@ A config that does not validate never goes live, so one app cannot take the othe
 from __future__ import annotations
 
 import errno
+import html
 import fcntl
 import functools
 import http.client
@@ -38,6 +39,7 @@ class ProxySettings(BaseModel):
     name: str = "headway-proxy"
     image: str = "nginx:stable"
     http_port: int = 80
+    https_port: int = 443
     control_port: int = 8765
     drain_timeout: float = 30.0
 
@@ -86,12 +88,13 @@ class Proxy:
 
     # -- boot -------------------------------------------------------------------------------------------
     def boot(self, *, image: str | None = None, http_port: int | None = None, control_port: int | None = None,
-             name: str | None = None) -> ProxyStatus:
+             name: str | None = None, https_port: int | None = None) -> ProxyStatus:
         """Start the proxy (or restart it on new settings), serving every route already recorded."""
         with self._locked():
             old = self.settings()
             settings = old.model_copy(update={k: v for k, v in {
-                "image": image, "http_port": http_port, "control_port": control_port, "name": name}.items()
+                "image": image, "http_port": http_port, "control_port": control_port, "name": name,
+                "https_port": https_port}.items()
                 if v is not None})
             existing = self.engine.get(settings.name)
             if existing is not None and self.engine.state(existing).get("Running") and settings == old:
@@ -99,7 +102,7 @@ class Proxy:
             self.engine.require_image(settings.image, "proxy")
             if existing is not None:
                 self.engine.remove(existing)
-            ports = {settings.http_port, *(r.port for r in self.routes.all().values() if r.port)}
+            ports = {settings.http_port, *_listen_ports(self.routes.all(), settings)}
             _require_free_ports(ports | {settings.control_port}, owned=set())
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "logs").mkdir(exist_ok=True)
@@ -145,7 +148,7 @@ class Proxy:
             after = {k: v.model_copy(deep=True) for k, v in before.items()}
             change(after)
             _check_conflicts(after, settings)
-            new_ports = {r.port for r in after.values() if r.port} - {r.port for r in before.values() if r.port}
+            new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
             _require_free_ports(new_ports, owned=set())
             generation = self._render(after, settings)
             self._validate(container, generation)
@@ -194,12 +197,46 @@ class Proxy:
         generation = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
         tree = self.dir / "trees" / generation
         tree.mkdir(parents=True)
+        self._write_pages(routes)
         text = _template().render(
             generation=generation, routes=sorted(routes.values(), key=lambda r: r.key),
-            http_port=settings.http_port, control_port=settings.control_port,
-            drain_timeout=int(settings.drain_timeout), log_dir=f"{MOUNT}/logs")
+            http_port=settings.http_port, https_port=settings.https_port, control_port=settings.control_port,
+            drain_timeout=int(settings.drain_timeout), root=MOUNT)
         (tree / "nginx.conf").write_text(text)
         return generation
+
+    def _write_pages(self, routes: dict[str, Route]) -> None:
+        """Maintenance pages live beside the config, so a proxy restart serves them as they were."""
+        pages = self.dir / "maintenance"
+        pages.mkdir(parents=True, exist_ok=True)
+        (self.dir / "acme" / ".well-known" / "acme-challenge").mkdir(parents=True, exist_ok=True)
+        for route in routes.values():
+            if route.maintenance is not None:
+                path = pages / f"{route.key}.html"
+                if not path.exists():
+                    path.write_text(maintenance_page(route.maintenance.message))
+
+    def install_error_pages(self, key: str, pages: dict[int, Path]) -> dict[int, str]:
+        """Copy an environment's custom error pages beside the config; return status -> file name."""
+        if not pages:
+            return {}
+        target = self.dir / "pages" / key / "__headway_errors"
+        target.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for status, source in pages.items():
+            if not source.is_file():
+                raise ProxyError(f"error page for {status}: {source} does not exist",
+                                 "fix proxy.error_pages in headway.yml")
+            shutil.copyfile(source, target / f"{status}.html")
+            out[status] = f"{status}.html"
+        return out
+
+    def set_maintenance_page(self, key: str, html: str) -> None:
+        pages = self.dir / "maintenance"
+        pages.mkdir(parents=True, exist_ok=True)
+        tmp = pages / f".{key}.html.tmp"
+        tmp.write_text(html)
+        os.replace(tmp, pages / f"{key}.html")
 
     def _validate(self, container: Container, generation: str) -> None:
         result = self.engine.exec(container, ["nginx", "-t", "-q", "-c", f"{MOUNT}/trees/{generation}/nginx.conf"],
@@ -243,6 +280,15 @@ class Proxy:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def maintenance_page(message: str) -> str:
+    text = html.escape(message)
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<title>Down for maintenance</title><style>body{font-family:system-ui,sans-serif;max-width:36rem;"
+            "margin:15vh auto;padding:0 1rem;color:#222}h1{font-size:1.6rem}</style></head>"
+            f"<body><h1>Down for maintenance</h1><p>{text}</p></body></html>\n")
+
+
 def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
     domains: dict[str, str] = {}
     ports: dict[int, str] = {}
@@ -261,6 +307,13 @@ def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
                 raise ProxyError(f"port {route.port} is already published by {ports[route.port]}",
                                  f"pick another port for {owner}")
             ports[route.port] = owner
+
+
+def _listen_ports(routes: dict[str, Route], settings: ProxySettings) -> set[int]:
+    ports = {r.port for r in routes.values() if r.port}
+    if any(r.tls and r.domains for r in routes.values()):
+        ports.add(settings.https_port)
+    return ports
 
 
 def _require_free_ports(ports: set[int], owned: set[int]) -> None:

@@ -6,7 +6,41 @@ import json
 import os
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+
+class RouteTls(BaseModel):
+    certificate: str  # paths inside the proxy's directory, e.g. certs/shop--production/fullchain.pem
+    key: str
+    hsts: bool = True
+    redirect: bool = True
+
+
+class RouteMaintenance(BaseModel):
+    message: str = "We are doing some maintenance and will be back shortly."
+    allow: list[str] = Field(default_factory=list)  # client addresses or CIDRs that still reach the app
+    exempt_paths: list[str] = Field(default_factory=list)  # health checks keep reaching the app
+    retry_after: int = 120
+    since: str = ""
+
+
+class RouteCanary(BaseModel):
+    release: str
+    deploy: int
+    upstreams: list[str]
+    weight: int = Field(ge=0, le=100)
+    sticky: Literal["cookie", "ip"] | None = None
+
+
+class RouteEdge(BaseModel):
+    client_max_body_size: str = "10m"
+    read_timeout: int = 60
+    connect_timeout: int = 2
+    gzip: bool = True
+    security_headers: bool = True
+    error_pages: dict[int, str] = Field(default_factory=dict)  # status -> file name under pages/<route key>/
 
 
 class Route(BaseModel):
@@ -17,6 +51,10 @@ class Route(BaseModel):
     domains: list[str] = Field(default_factory=list)
     port: int | None = None
     upstreams: list[str] = Field(default_factory=list)  # ip:port of each live web container
+    edge: RouteEdge = RouteEdge()
+    tls: RouteTls | None = None
+    maintenance: RouteMaintenance | None = None
+    canary: RouteCanary | None = None
 
     @property
     def key(self) -> str:
@@ -25,6 +63,11 @@ class Route(BaseModel):
     @property
     def upstream_name(self) -> str:
         return f"headway_{self.app}_{self.environment}".replace("-", "_")
+
+    @property
+    def ident(self) -> str:
+        """A name usable inside nginx variable names."""
+        return f"{self.app}_{self.environment}".replace("-", "_")
 
 
 class RouteTable:

@@ -7,17 +7,20 @@ removes the new containers and leaves the old release serving as it was.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from docker.models.containers import Container
 
 from headway.config.resolve import RoleSpec, Target
+from headway.data.deploy_hooks import backup_before_release, database_env, ensure_databases, with_restore_hint
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
 from headway.errors import (
     Aborted,
+    CanaryFailed,
     HeadwayError,
     HealthCheckFailed,
     NotFound,
@@ -26,10 +29,12 @@ from headway.errors import (
 )
 from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
-from headway.proxy.routes import Route
+from headway.observe.access_log import AccessLogReader
+from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteTls
+from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
 from headway.release.plan import DeployPlan, plan_deploy, rollback_candidate
 from headway.release.report import RecordingReporter, Reporter
-from headway.state.store import AppState, Current, ReleaseRecord
+from headway.state.store import AppState, Current, ReleaseRecord, operator
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Deployer:
         self.report: Reporter = reporter or RecordingReporter()
         self.gate = HealthGate(engine)
         self.network = L.network_name(target.app, target.environment)
+        self._tls: RouteTls | None = None  # set by the certificate step of a deploy
 
     # -- queries ----------------------------------------------------------------------------------------
     def containers(self, deploy: int | None = None, role: str | None = None,
@@ -63,9 +69,13 @@ class Deployer:
         return {int(c.labels[L.DEPLOY]) for c in self.containers() if L.DEPLOY in c.labels}
 
     def urls(self) -> list[str]:
-        http_port = self.proxy.settings().http_port
-        suffix = "" if http_port == 80 else f":{http_port}"
-        out = [f"http://{d}{suffix}/" for d in self.t.domains]
+        settings = self.proxy.settings()
+        if self.t.tls is not None:
+            suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+            out = [f"https://{d}{suffix}/" for d in self.t.domains]
+        else:
+            suffix = "" if settings.http_port == 80 else f":{settings.http_port}"
+            out = [f"http://{d}{suffix}/" for d in self.t.domains]
         if self.t.port:
             out.append(f"http://localhost:{self.t.port}/")
         return out
@@ -86,10 +96,28 @@ class Deployer:
             try:
                 with self.report.step("prepare network and accessories"):
                     self.ensure_accessories()
+                if self.t.tls is not None:
+                    with self.report.step(f"certificate for {', '.join(self.t.domains)}"):
+                        from headway.proxy.certificates import ensure_certificate
+
+                        self._tls = ensure_certificate(self.t, self.proxy, self.report)
                 with self.report.step(f"build image {image}"):
                     self._build(image)
-                self._run_release_commands(image, number, version)
-                new = self._start_new(plan, image)
+                pre_release = backup_before_release(self.t, self.engine, self.state.dir.parents[2], self.report,
+                                                    number) if self.t.config.databases else []
+                try:
+                    self._run_release_commands(image, number, version)
+                except ReleaseCommandFailed as exc:
+                    raise with_restore_hint(exc, pre_release, self.t.environment) from None
+                if self._canary_applies(current):
+                    web_name = self.t.web_role.name if self.t.web_role else ""
+                    web_plan = replace(plan, start=[s for s in plan.start if s.role == web_name])
+                    rest_plan = replace(plan, start=[s for s in plan.start if s.role != web_name])
+                    new = self._start_new(web_plan, image)
+                    self._run_canary(plan, new, version, current)
+                    new += self._start_new(rest_plan, image)
+                else:
+                    new = self._start_new(plan, image)
                 self._switch(plan, new, version)
             except BaseException as exc:
                 record.outcome = "failed"
@@ -104,6 +132,68 @@ class Deployer:
             self.state.set_current(Current(live=number, standby=plan.standby, replicas=plan.replicas,
                                            maintenance=current.maintenance))
             return Outcome(record, self.urls())
+
+    def _canary_applies(self, current: Current) -> bool:
+        """A canary needs a stable release to compare with and a route to split."""
+        return (self.t.deploy.strategy == "canary" and current.live is not None and not current.stopped
+                and self.t.web_role is not None and bool(self.t.domains or self.t.port)
+                and self.proxy.routes.get(self.t.app, self.t.environment) is not None)
+
+    def _run_canary(self, plan: DeployPlan, web: list[Container], version: str, current: Current) -> None:
+        settings = self.t.deploy.canary
+        stable = self.proxy.routes.get(self.t.app, self.t.environment)
+        assert stable is not None
+        stable = stable.model_copy(update={"canary": None})
+        reader = AccessLogReader(self.proxy.access_log, self.t.app, self.t.environment)
+        requests = CanaryRequests(self.state.dir)
+        requests.clear()
+        upstreams = self._upstreams(web)
+        try:
+            for step in settings.steps:
+                with self.report.step(f"canary: {step.weight}% of requests to {version} for {step.duration:g}s"):
+                    self.proxy.set_route(stable.model_copy(update={"canary": RouteCanary(
+                        release=version, deploy=plan.number, upstreams=upstreams, weight=step.weight,
+                        sticky=settings.sticky)}))
+                    watch_step(reader, version, step.weight, step.duration, settings, requests, self.report)
+        except CanaryPromoted:
+            self.report.info("  canary promoted by hand")
+        except BaseException as exc:
+            with self.report.step("canary failed: all requests back to the stable release"):
+                self.proxy.set_route(stable)
+                self._discard(web)
+            if isinstance(exc, CanaryAborted):
+                raise CanaryFailed(f"canary of {version} rolled back: {exc.reason}",
+                                   "see `headway releases` for the reason; fix the release and deploy again",
+                                   details=None) from None
+            raise
+        finally:
+            requests.clear()
+
+    def canary_request(self, action: str, *, wait: float = 120.0) -> str:
+        """`headway promote` / `headway abort`: ask the running deploy, or act directly if none runs."""
+        route = self.proxy.routes.get(self.t.app, self.t.environment)
+        if route is None or route.canary is None:
+            raise NotFound(f"no canary is running for {self.t.app}/{self.t.environment}",
+                           "a canary runs while `headway deploy` with `strategy: canary` is in progress")
+        if self.state.lock_holder() is not None:
+            CanaryRequests(self.state.dir).put(action, operator())
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                live = self.proxy.routes.get(self.t.app, self.t.environment)
+                if live is None or live.canary is None:
+                    return f"{action} done by the running deploy"
+                time.sleep(0.2)  # the deploy acts at its next analysis interval
+            raise HeadwayError(f"the running deploy did not act on `{action}` within {wait:g}s",
+                               "check the deploy's output; `headway status` shows the canary")
+        if action == "promote":
+            raise HeadwayError("the deploy that ran this canary is no longer running, so it cannot be promoted",
+                               f"abort it (`headway abort -e {self.t.environment}`) and deploy again")
+        with self.state.lock("abort canary"):
+            canary = route.canary
+            self.proxy.set_route(route.model_copy(update={"canary": None}))
+            for c in self.containers(deploy=canary.deploy):
+                self.engine.remove(c)
+        return "canary aborted; every request goes to the stable release"
 
     def _require_proxy(self) -> None:
         if (self.t.domains or self.t.port) and not self.proxy.is_running():
@@ -121,7 +211,7 @@ class Deployer:
                           labels=L.owned("image", app=self.t.app), on_line=None)
 
     def _env_for(self, role: RoleSpec | None, version: str, number: int) -> dict[str, str]:
-        return self.t.container_env(role, {
+        return database_env(self.t, self.engine, self.state.dir.parents[2]) | self.t.container_env(role, {
             "HEADWAY_APP": self.t.app, "HEADWAY_ENVIRONMENT": self.t.environment,
             "HEADWAY_RELEASE": version, "HEADWAY_DEPLOY": str(number),
             "HEADWAY_ROLE": role.name if role else "release"})
@@ -195,17 +285,31 @@ class Deployer:
         for c in containers:
             self.engine.remove(c)
 
-    def _route_for(self, web: list[Container], version: str, number: int) -> Route | None:
-        if not (self.t.domains or self.t.port):
-            return None
+    def _upstreams(self, web: list[Container]) -> list[str]:
         role = self.t.web_role
-        upstreams = []
+        out = []
         for c in web:
             ip = self.engine.ip_address(c, self.network)
             if ip and role is not None:
-                upstreams.append(f"{ip}:{role.port}")
+                out.append(f"{ip}:{role.port}")
+        return out
+
+    def _route_for(self, web: list[Container], version: str, number: int) -> Route | None:
+        """The route serving `web`; maintenance and TLS carry over from the route already live."""
+        if not (self.t.domains or self.t.port):
+            return None
+        live = self.proxy.routes.get(self.t.app, self.t.environment)
+        edge = self.t.edge
+        pages = self.proxy.install_error_pages(f"{self.t.app}--{self.t.environment}",
+                                               {s: self.t.root / p for s, p in edge.error_pages.items()})
         return Route(app=self.t.app, environment=self.t.environment, release=version, deploy=number,
-                     domains=self.t.domains, port=self.t.port, upstreams=upstreams)
+                     domains=self.t.domains, port=self.t.port, upstreams=self._upstreams(web),
+                     edge=RouteEdge(client_max_body_size=edge.client_max_body_size,
+                                    read_timeout=max(1, int(edge.read_timeout)),
+                                    connect_timeout=max(1, int(edge.connect_timeout)), gzip=edge.gzip,
+                                    security_headers=edge.security_headers, error_pages=pages),
+                     tls=self._tls if self._tls is not None else (live.tls if live and self.t.tls else None),
+                     maintenance=live.maintenance if live else None)
 
     def _switch(self, plan: DeployPlan, new: list[Container], version: str) -> None:
         web_role = self.t.web_role
@@ -289,6 +393,7 @@ class Deployer:
             raise HealthCheckFailed("accessory " + _health_message(failed),
                                     "check the accessory's image, env and secrets in headway.yml",
                                     details=self._last_logs([c for c, _ in pending], failed))
+        ensure_databases(self.t, self.engine, self.state.dir.parents[2], self.report)
 
     # -- rollback ---------------------------------------------------------------------------------------
     def rollback(self, ref: str | None = None, *, wait: float | None = None) -> Outcome:
@@ -482,6 +587,7 @@ class Deployer:
                     self.engine.stop(c, 10)
                     self.engine.remove(c)
                 self.engine.remove_network(self.network)
+            shutil.rmtree(self.proxy.dir / "certs" / f"{self.t.app}--{self.t.environment}", ignore_errors=True)
             if volumes:
                 with self.report.step("remove volumes"):
                     for v in self.engine.volumes(L.selector(app=self.t.app, environment=self.t.environment)):

@@ -1,0 +1,1 @@
+"""Databases: managed containers, verified backups, safe restore."""

@@ -1,0 +1,326 @@
+"""Backups of one app's databases in one environment: take, list, check, stream back, and apply retention.
+
+The entry point for every database operation (verify and restore build on it), and for other parts of headway:
+`latest_good(name)` finds what to restore, `restore_into(record, container, endpoint, database)` streams a backup
+into any database a caller prepared.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from headway.config.resolve import Target
+from headway.data import exec_stream
+from headway.data.catalog import BackupRecord, Catalog
+from headway.data.databases import SPOOL, Databases, DatabaseSpec, StorageSpec, resolve_storage
+from headway.data.engines import DIALECTS, Dialect, Endpoint, Redis
+from headway.data.exec_stream import ExecProcess, SpoolFeed, SpoolPipe
+from headway.data.lock import database_lock
+from headway.data.pipeline import decode, encode
+from headway.data.retention import to_delete
+from headway.data.storage import LocalStore, ObjectWriter, S3Store, Store, StorageError
+from headway.engine.docker import DockerEngine
+from headway.errors import ConfigError, HeadwayError, NotFound
+from headway.release.report import RecordingReporter, Reporter
+from headway.state.store import now_iso
+
+if TYPE_CHECKING:
+    from headway.data.restore import AppControl, RestoreResult
+    from headway.data.verify import VerifyResult
+
+
+class BackupFailed(HeadwayError):
+    pass
+
+
+class RestoreFailed(HeadwayError):
+    pass
+
+
+def family(engine: str) -> str:
+    """Engines whose dumps restore into each other."""
+    return "mysql" if engine in ("mysql", "mariadb") else engine
+
+
+class BackupService:
+    def __init__(self, target: Target, engine: DockerEngine, state_root: Path,
+                 reporter: Reporter | None = None) -> None:
+        self.t = target
+        self.engine = engine
+        self.state_root = state_root
+        self.report: Reporter = reporter or RecordingReporter()
+        self.dbs = Databases(target, engine, state_root, self.report)
+        self.catalog = Catalog(state_root, target.app, target.environment)
+        self._storage: StorageSpec | None = None
+        self._stores: dict[str, Store] = {}
+
+    # -- storage --------------------------------------------------------------------------------------
+    @property
+    def storage(self) -> StorageSpec:
+        if self._storage is None:
+            self._storage = resolve_storage(self.t, self.state_root)
+        return self._storage
+
+    def store(self, name: str) -> Store:
+        if name not in self._stores:
+            if name == "local":
+                self._stores[name] = LocalStore(self.storage.local_path)
+            elif self.storage.s3 is None:
+                raise ConfigError("backups go to s3, but `storage.s3` is not configured", "add storage.s3")
+            else:
+                self._stores[name] = S3Store(self.storage.s3)
+        return self._stores[name]
+
+    def engine_is_local(self) -> bool:
+        """A FIFO on this host reaches the container only when the Docker Engine runs on this host."""
+        base = str(getattr(self.engine.client.api, "base_url", ""))
+        return base.startswith("http+docker://localhost") or base.startswith("http+unix")
+
+    def lock(self, spec: DatabaseSpec, what: str, wait: float = 0.0) -> Any:
+        path = self.state_root / "apps" / self.t.app / self.t.environment / "databases" / f"{spec.name}.lock"
+        return database_lock(path, what, wait)
+
+    # -- catalog --------------------------------------------------------------------------------------
+    def backups(self, name: str | None = None) -> list[BackupRecord]:
+        return self.catalog.all(name)
+
+    def latest_good(self, name: str | None = None) -> BackupRecord | None:
+        spec = self.dbs.spec(name)
+        good = self.catalog.good(spec.name)
+        return good[0] if good else None
+
+    def get(self, backup_id: str | None, name: str | None = None) -> BackupRecord:
+        """A backup by id, or the newest good one of the database when no id is given."""
+        if backup_id in (None, "latest"):
+            rec = self.latest_good(name)
+            if rec is None:
+                raise NotFound(f"no good backup of {self.dbs.spec(name).name} in {self.t.environment}",
+                               f"take one: `headway db backup -e {self.t.environment}`")
+            return rec
+        assert backup_id is not None
+        rec = self.catalog.get(backup_id)
+        if rec.status != "good":
+            raise NotFound(f"backup {backup_id} is {rec.status}, not restorable",
+                           f"see `headway db backups -e {self.t.environment}`")
+        return rec
+
+    # -- counts ---------------------------------------------------------------------------------------
+    def stats(self, dialect: Dialect, container_id: str, ep: Endpoint, database: str) -> dict[str, int]:
+        """Rows per table (keys per Redis database): recorded at backup time, compared at verify time."""
+        if isinstance(dialect, Redis):
+            code, out, err = exec_stream.run(self.engine.client, container_id, dialect.cli_argv(ep, "INFO",
+                                                                                                 "keyspace"),
+                                             env=dialect.tool_env(ep))
+            if code != 0 or "ERR" in out[:20] or "NOAUTH" in out:
+                raise HeadwayError(f"redis INFO failed: {(out + err).strip()[:200]}", "check the redis container")
+            counts = {}
+            for line in out.splitlines():
+                if line.startswith("db") and ":" in line:
+                    db, _, fields = line.partition(":")
+                    counts[db] = int(dict(f.split("=") for f in fields.strip().split(","))["keys"])
+            return counts
+        tables = [row[0] for row in self.dbs.run_sql(dialect, container_id, dialect.tables_sql(database), database,
+                                                     ep)]
+        if not tables:
+            return {}
+        rows = self.dbs.run_sql(dialect, container_id, dialect.count_sql(database, tables), database, ep)
+        return {row[0]: int(row[1]) for row in rows}
+
+    # -- backup ---------------------------------------------------------------------------------------
+    def backup(self, name: str | None = None, *, reason: str = "manual", deploy: int | None = None,
+               wait: float = 0.0) -> BackupRecord:
+        spec = self.dbs.spec(name)
+        with self.lock(spec, f"backup {spec.name}", wait):
+            rec = self.backup_locked(spec, reason=reason, deploy=deploy)
+        self.apply_retention(spec)
+        return rec
+
+    def backup_locked(self, spec: DatabaseSpec, *, reason: str, deploy: int | None = None) -> BackupRecord:
+        """Dump → zstd → (age) → sha256 → every storage. Recorded good only once all of it succeeded."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup_id = f"{spec.name}-{stamp}-{secrets.token_hex(2)}"
+        suffix = spec.dialect.suffix + (".age" if spec.backup.encrypt_to else "")
+        key = f"{self.t.app}/{self.t.environment}/{spec.name}/{backup_id}{suffix}"
+        container = self.dbs.container(spec) if spec.managed else None
+        image = container.attrs["Config"]["Image"] if container is not None else spec.image
+        rec = BackupRecord(id=backup_id, app=self.t.app, environment=self.t.environment, database=spec.name,
+                           engine=spec.engine, image=image, format=spec.dialect.content, key=key, reason=reason,
+                           deploy=deploy, encrypted_to=list(spec.backup.encrypt_to))
+        self.catalog.record(rec)
+        started = time.monotonic()
+        writers: list[tuple[Store, ObjectWriter]] = []
+        proc: ExecProcess | SpoolPipe | None = None
+        try:
+            with self.report.step(f"back up {spec.name} ({spec.engine}) → {', '.join(spec.backup.storage)}") as step:
+                stores = [self.store(n) for n in spec.backup.storage]
+                with self.dbs.tools(spec) as cid:
+                    ep = self.dbs.endpoint(spec)
+                    rec.counts = self.stats(spec.dialect, cid, ep, ep.database)
+                    for store in stores:  # one by one: a storage that fails leaves no debris
+                        writers.append((store, store.open_write(key)))
+                    spool = self.dbs.shared_spool(container) if container is not None else None
+                    if spool is not None and self.engine_is_local():
+                        proc = SpoolPipe(self.engine.client, cid, spec.dialect.dump_argv(ep),
+                                         env=spec.dialect.tool_env(ep), host_dir=spool, container_dir=SPOOL)
+                    else:
+                        proc = ExecProcess(self.engine.client, cid, spec.dialect.dump_argv(ep),
+                                           env=spec.dialect.tool_env(ep))
+                    encoded = encode(proc, [w for _, w in writers], spec.backup.encrypt_to)
+                    code = proc.wait()
+                    if code != 0:
+                        raise BackupFailed(f"{spec.dialect.dump_argv(ep)[0]} exited {code}; the backup was not kept",
+                                           "see the tool's message above; older backups are untouched",
+                                           details=_scrub(proc.stderr, ep))
+                    if encoded.raw_size == 0:
+                        raise BackupFailed("the dump tool wrote nothing; the backup was not kept",
+                                           "see the database's log", details=_scrub(proc.stderr, ep))
+                    rec.counts_after = self.stats(spec.dialect, cid, ep, ep.database)
+                rec.size, rec.raw_size, rec.sha256 = encoded.size, encoded.raw_size, encoded.sha256
+                for store, writer in writers:
+                    rec.locations[store.name] = writer.commit()
+                rec.status = "good"
+                rec.finished_at = now_iso()
+                rec.duration_s = round(time.monotonic() - started, 3)
+                step.detail = f"{rec.id}, {_size(rec.raw_size)} → {_size(rec.size)} in {rec.duration_s:.1f}s"
+                for store, _ in writers:  # the catalog entry travels with the backup, for a host that was lost
+                    try:
+                        store.put_bytes(key + ".json", rec.model_dump_json(indent=2).encode())
+                    except (HeadwayError, OSError):
+                        pass
+        except BaseException as exc:
+            if proc is not None:
+                proc.kill()
+            for store, writer in writers:
+                writer.abort()
+                if store.name in rec.locations:
+                    store.delete(key)
+            rec.status, rec.locations = "failed", {}
+            rec.error = (exc.message if isinstance(exc, HeadwayError) else f"{type(exc).__name__}: {exc}")[:500]
+            rec.finished_at = now_iso()
+            rec.duration_s = round(time.monotonic() - started, 3)
+            self.catalog.record(rec)
+            if isinstance(exc, HeadwayError) or not isinstance(exc, Exception):
+                raise
+            raise BackupFailed(f"backup of {spec.name} failed: {rec.error}", "older backups are untouched") from exc
+        self.catalog.record(rec)
+        return rec
+
+    def apply_retention(self, spec: DatabaseSpec) -> list[BackupRecord]:
+        """Delete what the retention policy lets go; called only after a good backup."""
+        deleted = []
+        for rec in to_delete(self.catalog.good(spec.name), spec.backup.retention):
+            for name in rec.locations:
+                try:
+                    store = self.store(name)
+                    store.delete(rec.key)
+                    store.delete(rec.key + ".json")
+                except (HeadwayError, OSError) as exc:
+                    self.report.info(f"warning: could not delete {rec.id} from {name}: {exc}")
+            self.catalog.record(rec.model_copy(update={"status": "deleted"}))
+            deleted.append(rec)
+        return deleted
+
+    # -- reading backups back -------------------------------------------------------------------------
+    @contextmanager
+    def open_stored(self, rec: BackupRecord) -> Iterator[BinaryIO]:
+        """The stored bytes, from the first location that answers (local before s3)."""
+        errors = []
+        for name in sorted(rec.locations, key=lambda n: n != "local"):
+            try:
+                fh = self.store(name).open_read(rec.key)
+            except (StorageError, ConfigError) as exc:
+                errors.append(exc.message)
+                continue
+            try:
+                yield fh
+            finally:
+                fh.close()
+            return
+        raise StorageError(f"backup {rec.id} cannot be read from any location: {'; '.join(errors)}",
+                           "check the storage, or use another backup")
+
+    def check(self, rec: BackupRecord, identities: list[Any] | None) -> int:
+        """Read the whole backup: checksum, decryption and decompression, touching no database."""
+        with self.open_stored(rec) as fh:
+            return decode(fh, None, sha256=rec.sha256, size=rec.size, identities=identities,
+                          encrypted=rec.encrypted)
+
+    def restore_into(self, rec: BackupRecord, container_id: str, ep: Endpoint, database: str,
+                     identities: list[Any] | None) -> None:
+        """Stream a backup into `database` (which exists, empty) with the engine's own restore tool running in
+        `container_id`; for Redis, `database` is the path of the RDB file to write."""
+        dialect = DIALECTS[rec.engine]
+        if isinstance(dialect, Redis):
+            argv = ["sh", "-c", 'cat > "$1.partial" && mv "$1.partial" "$1"', "sh", database]
+            env: dict[str, str] = {}
+        else:
+            argv, env = dialect.restore_argv(ep, database), dialect.tool_env(ep)
+        container = self.engine.client.containers.get(container_id)
+        spool = self.dbs.shared_spool(container) if self.engine_is_local() else None
+        proc: ExecProcess | SpoolFeed
+        if spool is not None:
+            proc = SpoolFeed(self.engine.client, container_id, argv, env=env, host_dir=spool, container_dir=SPOOL)
+        else:
+            proc = ExecProcess(self.engine.client, container_id, argv, env=env, stdin=True)
+            proc.drain_in_background()
+        try:
+            with self.open_stored(rec) as fh:
+                decode(fh, proc, sha256=rec.sha256, size=rec.size, identities=identities, encrypted=rec.encrypted)
+            proc.close_stdin()
+        except BrokenPipeError:
+            code = proc.wait(60)
+            raise RestoreFailed(f"{argv[0]} stopped (exit {code}) before the whole backup was restored",
+                                "see its message above", details=_scrub(proc.stderr, ep)) from None
+        except BaseException:
+            proc.kill()
+            raise
+        code = proc.wait()
+        if code != 0:
+            raise RestoreFailed(f"{argv[0]} exited {code}", "see its message above",
+                                details=_scrub(proc.stderr + proc.stdout_tail, ep))
+
+    # -- verify and restore ---------------------------------------------------------------------------
+    def verify(self, backup_id: str | None = None, *, name: str | None = None,
+               identities: list[Any] | None = None) -> VerifyResult:
+        from headway.data.verify import verify_backup
+
+        return verify_backup(self, self.get(backup_id, name), identities)
+
+    def restore(self, backup_id: str | None = None, *, name: str | None = None, into: str | None = None,
+                identities: list[Any] | None = None, app: AppControl | None = None,
+                confirmed: bool = False) -> RestoreResult:
+        from headway.data.restore import restore_live
+
+        rec = self.get(backup_id, name)
+        return restore_live(self, rec, self.dbs.spec(into or rec.database), identities, app, confirmed)
+
+    def scheduled(self, name: str | None = None, identities: list[Any] | None = None) -> dict[str, Any]:
+        """What the host's cron runs: a backup, then (by default) its verification; retention after success."""
+        spec = self.dbs.spec(name)
+        rec = self.backup(spec.name, reason="scheduled", wait=600)
+        out: dict[str, Any] = {"backup": rec.model_dump()}
+        if spec.backup.verify:
+            out["verify"] = self.verify(rec.id, identities=identities).__dict__
+        return out
+
+    def manifest(self, rec: BackupRecord) -> str:
+        return json.dumps(rec.model_dump(), indent=2)
+
+
+def _scrub(text: str, ep: Endpoint) -> str:
+    return text.replace(ep.password, "***") if ep.password else text
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

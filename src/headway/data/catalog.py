@@ -1,0 +1,95 @@
+"""The backup catalog on the host: every backup's size, duration, checksum, locations, status and verification.
+
+`apps/APP/ENV/backups.jsonl` is append-only; a later line about the same backup id supersedes earlier ones, so a
+crash mid-backup leaves a `running` line that is shown as interrupted, never as good.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from headway.errors import NotFound
+from headway.state.store import now_iso
+
+Status = Literal["running", "good", "failed", "deleted"]
+
+
+class BackupRecord(BaseModel):
+    id: str
+    app: str
+    environment: str
+    database: str  # the name in headway.yml
+    engine: str
+    image: str
+    format: str  # what the dump is, e.g. "pg_dump custom format"
+    key: str  # object key inside each storage
+    reason: str = "manual"
+    deploy: int | None = None  # for a backup taken before a deploy: that deploy's number
+    status: Status = "running"
+    started_at: str = Field(default_factory=now_iso)
+    finished_at: str | None = None
+    duration_s: float = 0.0
+    size: int = 0  # bytes stored
+    raw_size: int = 0  # bytes the dump tool produced
+    sha256: str = ""
+    encrypted_to: list[str] = Field(default_factory=list)
+    locations: dict[str, str] = Field(default_factory=dict)  # storage name -> path or s3:// URL
+    counts: dict[str, int] = Field(default_factory=dict)  # table (or redis db) -> rows, just before the dump
+    counts_after: dict[str, int] = Field(default_factory=dict)  # and just after it
+    error: str | None = None
+    verified_at: str | None = None
+    verify_status: Literal["passed", "failed", "checksum-only"] | None = None
+    verify_detail: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encrypted_to)
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.started_at).astimezone(UTC)
+
+
+class Catalog:
+    def __init__(self, state_root: Path, app: str, environment: str) -> None:
+        self.path = state_root / "apps" / app / environment / "backups.jsonl"
+        self.app, self.environment = app, environment
+
+    def record(self, rec: BackupRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = (rec.model_dump_json() + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def all(self, database: str | None = None) -> list[BackupRecord]:
+        """Every backup, oldest first (deleted ones included)."""
+        if not self.path.exists():
+            return []
+        latest: dict[str, BackupRecord] = {}
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                rec = BackupRecord.model_validate_json(line)
+                latest[rec.id] = rec
+        out = sorted(latest.values(), key=lambda r: r.started_at)
+        return [r for r in out if database is None or r.database == database]
+
+    def good(self, database: str) -> list[BackupRecord]:
+        """Backups that can be restored, newest first."""
+        return sorted((r for r in self.all(database) if r.status == "good"), key=lambda r: r.started_at,
+                      reverse=True)
+
+    def get(self, backup_id: str) -> BackupRecord:
+        for rec in self.all():
+            if rec.id == backup_id:
+                return rec
+        raise NotFound(f"no backup {backup_id!r} of {self.app}/{self.environment}",
+                       f"see `headway db backups -e {self.environment}` for the ones that exist")

@@ -1,0 +1,102 @@
+"""Where deploys meet databases: create them with the environment, give apps their URLs, and back them up before
+a release command (migrations) runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headway.config.resolve import Target
+from headway.data.catalog import BackupRecord
+from headway.data.databases import Databases
+from headway.engine.docker import DockerEngine
+from headway.errors import Aborted, NotFound, ReleaseCommandFailed
+from headway.release.report import Reporter
+
+if TYPE_CHECKING:
+    from headway.release.deployer import Deployer, Outcome
+
+
+def ensure_databases(target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
+    if not target.config.databases:
+        return
+    from headway.data.backup import BackupService
+
+    svc = BackupService(target, engine, state_root, report)
+    with report.step("databases"):
+        svc.dbs.ensure(backup_first=lambda spec: svc.backup(spec.name, reason=f"before image change to {spec.image}",
+                                                          wait=600))
+
+
+def database_env(target: Target, engine: DockerEngine, state_root: Path) -> dict[str, str]:
+    if not target.config.databases:
+        return {}
+    return Databases(target, engine, state_root).app_env()
+
+
+def backup_before_release(target: Target, engine: DockerEngine, state_root: Path, report: Reporter,
+                          number: int) -> list[BackupRecord]:
+    """A backup of every database whose policy says so, taken before the release command of deploy `number`."""
+    from headway.data.backup import BackupService
+
+    svc = BackupService(target, engine, state_root, report)
+    return [svc.backup(spec.name, reason=f"before deploy {number}", deploy=number, wait=600)
+            for spec in svc.dbs.specs.values() if spec.backup.before_deploy == "always"]
+
+
+def with_restore_hint(exc: ReleaseCommandFailed, backups: list[BackupRecord], environment: str) -> ReleaseCommandFailed:
+    """The release command failed: say how to put the data back as it was before it ran."""
+    if not backups:
+        return exc
+    cmds = "; ".join(f"`headway db restore -e {environment} {b.id}`" for b in backups)
+    return ReleaseCommandFailed(exc.message, f"{exc.fix}; if it changed data, restore the backup taken just before "
+                                f"it: {cmds}", details=exc.details)
+
+
+class DeployerAppControl:
+    """Stops the live release for a restore's swap, and starts it again; an app that is not running stays so."""
+
+    def __init__(self, deployer: Deployer) -> None:
+        self.deployer = deployer
+
+    def stop(self) -> bool:
+        current = self.deployer.state.current()
+        if current.live is None or current.stopped:
+            return False
+        self.deployer.stop()
+        return True
+
+    def start(self) -> None:
+        self.deployer.start()
+
+
+def rollback_with_data(deployer: Deployer, release: str | None, wait: float | None, identities: list[Any] | None,
+                       confirmed: bool) -> tuple[Outcome, list[BackupRecord]]:
+    """Roll the code back, then restore the backups taken just before the deploy being rolled back."""
+    from headway.data.backup import BackupService
+
+    svc = BackupService(deployer.t, deployer.engine, deployer.state.dir.parents[2], deployer.report)
+    live = deployer.state.current().live
+    if live is None:
+        raise NotFound(f"{deployer.t.app}/{deployer.t.environment} has not been deployed", "nothing to roll back")
+    backups = []
+    for spec in svc.dbs.specs.values():
+        taken = [r for r in svc.catalog.good(spec.name) if r.deploy == live]
+        if not taken:
+            raise NotFound(f"no backup of {spec.name} was taken before deploy {live}: --with-data has nothing to "
+                           "restore", f"roll back without --with-data, or restore a backup from "
+                           f"`headway db backups -e {deployer.t.environment}`")
+        backups.append(taken[0])
+    if not backups:
+        raise NotFound(f"{deployer.t.app} declares no databases", "roll back without --with-data")
+    for rec in backups:  # every backup must be readable before anything changes
+        with deployer.report.step(f"check {rec.id}"):
+            svc.check(rec, identities)
+    if not confirmed:
+        raise Aborted(f"--with-data replaces the data of {', '.join(b.database for b in backups)} with the backup "
+                      f"taken before deploy {live}", "confirm at the prompt, or pass --yes")
+    outcome = deployer.rollback(release, wait=wait)
+    control = DeployerAppControl(deployer)
+    for rec in backups:
+        svc.restore(rec.id, identities=identities, app=control, confirmed=True)
+    return outcome, backups
