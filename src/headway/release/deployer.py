@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 from docker.models.containers import Container
@@ -66,7 +67,11 @@ class Deployer:
                                                  kind="accessory"))
 
     def present_deploys(self) -> set[int]:
-        return {int(c.labels[L.DEPLOY]) for c in self.containers() if L.DEPLOY in c.labels}
+        sel = L.selector(app=self.t.app, environment=self.t.environment, kind="app")
+        # labels are all this needs: the sparse list avoids inspecting every retained container
+        found = self.engine.client.containers.list(all=True, sparse=True, filters={"label": sel})
+        labels = [c.attrs.get("Labels") or {} for c in found]
+        return {int(lb[L.DEPLOY]) for lb in labels if L.DEPLOY in lb}
 
     def urls(self) -> list[str]:
         settings = self.proxy.settings()
@@ -530,8 +535,9 @@ class Deployer:
         return current
 
     # -- stop / start / remove --------------------------------------------------------------------------
-    def stop(self) -> None:
-        with self.state.lock("stop"):
+    def stop(self, *, lock: bool = True) -> None:
+        """Take the environment out of the proxy and stop it (`lock=False`: the caller holds the deploy lock)."""
+        with self.state.lock("stop") if lock else nullcontext():
             current = self._require_live()
             assert current.live is not None
             rec = self.state.find(current.live)
@@ -548,8 +554,9 @@ class Deployer:
             self.state.record(ReleaseRecord(number=self.state.next_number(), action="stop", version=rec.version,
                                             image=rec.image, target=current.live))
 
-    def start(self) -> None:
-        with self.state.lock("start"):
+    def start(self, *, lock: bool = True) -> None:
+        """Start the live release again (`lock=False`: the caller holds the deploy lock)."""
+        with self.state.lock("start") if lock else nullcontext():
             current = self._require_live()
             assert current.live is not None
             rec = self.state.find(current.live)
