@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import re
-import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
 from headway.config.loader import _line_of, _plain
+from headway.engine.container_io import ExecResult, exec_split, put_file
 from headway.engine.docker import DockerEngine
 from headway.errors import ConfigError, ExitCode, HeadwayError
 
@@ -479,14 +477,6 @@ def _container(engine: DockerEngine, ref: str) -> Container:
     return container
 
 
-@dataclass(frozen=True)
-class _Exec:
-    exit_code: int
-    stdout: str
-    stderr: str
-    timed_out: bool = False
-
-
 class _Client:
     """psql or mariadb/mysql inside the database container, with the password in the exec's environment."""
 
@@ -592,35 +582,9 @@ class _Client:
 
 
 def _exec(container: Container, argv: list[str], *, env: dict[str, str] | None = None, user: str = "",
-          timeout: float | None = None) -> _Exec:
-    """Run a command in a container; stdout and stderr apart; env never shows on a command line."""
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(container.exec_run(argv, environment=env or None, user=user, demux=True))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        return _Exec(-1, "", "", timed_out=True)
-    if failure:
-        raise failure[0]
-    code, (out, err) = result[0]
-    return _Exec(int(code if code is not None else -1), (out or b"").decode(errors="replace"),
-                 (err or b"").decode(errors="replace"))
+          timeout: float | None = None) -> ExecResult:
+    return exec_split(container, argv, env=env, user=user, timeout=timeout)
 
 
 def _put_file(container: Container, path: str, data: bytes, mode: int = 0o600) -> None:
-    folder, _, name = path.rpartition("/")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    if not container.put_archive(folder or "/", buf.getvalue()):
-        raise HeadwayError(f"could not copy {name} into {container.name}", "check that the container is running")
+    put_file(container, path, data, mode)

@@ -11,12 +11,9 @@ restore.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
-import tarfile
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -24,13 +21,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import docker.errors
 from docker.models.containers import Container
 
 from headway.config.model import Resources
 from headway.engine import labels as L
+from headway.engine.container_io import ExecResult, exec_split, put_file
 from headway.engine.docker import DockerEngine
 from headway.errors import BuildFailed, ExitCode, HeadwayError, NotFound
 
@@ -784,44 +782,10 @@ def _remove_volume(engine: DockerEngine, name: str) -> None:
         engine.client.volumes.get(name).remove(force=True)
 
 
-@dataclass(frozen=True)
-class _Exec:
-    exit_code: int
-    stdout: str
-    stderr: str
-    timed_out: bool = False
-
-
 def _exec(container: Container, argv: list[str], *, env: dict[str, str] | None = None, user: str = "",
-          timeout: float | None = None) -> _Exec:
-    """Run a command in a container; stdout and stderr apart; env (passwords, keys) never on a command line."""
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(container.exec_run(argv, environment=env or None, user=user, demux=True))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        return _Exec(-1, "", "", timed_out=True)
-    if failure:
-        raise failure[0]
-    code, (out, err) = result[0]
-    return _Exec(int(code if code is not None else -1), (out or b"").decode(errors="replace"),
-                 (err or b"").decode(errors="replace"))
+          timeout: float | None = None) -> ExecResult:
+    return exec_split(container, argv, env=env, user=user, timeout=timeout)
 
 
 def _put_file(container: Container, path: str, data: bytes, mode: int = 0o644) -> None:
-    folder, _, name = path.rpartition("/")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    if not container.put_archive(folder or "/", buf.getvalue()):
-        raise HeadwayError(f"could not copy {name} into {container.name}", "check that the container exists")
+    put_file(container, path, data, mode)

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -135,36 +135,11 @@ class AppState:
             (self.dir / name).unlink(missing_ok=True)
 
     # -- lock -------------------------------------------------------------------------------------------
-    @contextmanager
-    def lock(self, command: str, wait: float = 0.0) -> Iterator[LockInfo]:
+    def lock(self, command: str, wait: float = 0.0) -> AbstractContextManager[LockInfo]:
         """Hold the deploy lock of this app+environment. The OS releases it if the process dies."""
         self._ensure()
-        path = self.dir / "deploy.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = _read_lock(path)
-                        who = f"{holder.by} (pid {holder.pid}, `{holder.command}`) since {holder.since}" \
-                            if holder else "another process"
-                        raise LockHeld(f"{self.app}/{self.environment} is locked by {who}",
-                                       "wait for it to finish, or pass --wait SECONDS to queue behind it") from None
-                    time.sleep(0.2)  # polling a lock held by another process; there is no event to wait on
-            info = LockInfo(by=operator(), pid=os.getpid(), since=now_iso(), command=command)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info.model_dump_json().encode(), 0)
-            yield info
-        finally:
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-            os.close(fd)
+        return hold_lock(self.dir / "deploy.lock", command, wait, subject=f"{self.app}/{self.environment} is locked",
+                         fix="wait for it to finish, or pass --wait SECONDS to queue behind it")
 
     def lock_holder(self) -> LockInfo | None:
         path = self.dir / "deploy.lock"
@@ -180,6 +155,35 @@ class AppState:
                 return _read_lock(path)
         finally:
             os.close(fd)
+
+
+@contextmanager
+def hold_lock(path: Path, command: str, wait: float, *, subject: str, fix: str) -> Iterator[LockInfo]:
+    """An flock with who holds it written inside; a holder that dies releases it. Fails with LockHeld after
+    `wait` seconds, naming the holder."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_lock(path)
+                    who = f"{holder.by} (pid {holder.pid}, `{holder.command}`) since {holder.since}" \
+                        if holder else "another process"
+                    raise LockHeld(f"{subject} by {who}", fix) from None
+                time.sleep(0.2)  # polling a lock held by another process; there is no event to wait on
+        info = LockInfo(by=operator(), pid=os.getpid(), since=now_iso(), command=command)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.model_dump_json().encode(), 0)
+        yield info
+    finally:
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
 
 
 def _read_lock(path: Path) -> LockInfo | None:
