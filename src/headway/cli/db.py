@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from headway.cli.render import ConsoleReporter, err_console, out_console, print_json
-from headway.errors import ExitCode, HeadwayError
+from headway.errors import ConfigError, ExitCode, HeadwayError
 
 env_option = click.option("-e", "--environment", "environment", required=True, metavar="ENV",
                           help="Environment from headway.yml, e.g. production or staging.")
@@ -65,6 +65,7 @@ def db_status(obj: Any, environment: str, as_json: bool) -> None:
         row["last_backup"] = good[0].model_dump() if good else None
         row["last_failure"] = failed[-1].model_dump() if failed else None
         row["next_scheduled"] = runs.get(row["name"])
+        row["pitr"] = _pitr_window(hw, row["name"])
     if as_json:
         print_json(rows)
         return
@@ -82,6 +83,41 @@ def db_status(obj: Any, environment: str, as_json: bool) -> None:
                                     row["last_failure"]["started_at"] > row["last_backup"]["started_at"]):
             out_console.print(f"[red]last backup of {row['name']} FAILED[/red]: "
                               f"{escape(row['last_failure']['error'] or '')}")
+        pitr = row["pitr"]
+        if pitr is None:
+            continue
+        if pitr.get("error"):
+            out_console.print(f"[yellow]point-in-time recovery of {row['name']}[/yellow]: "
+                              f"{escape(pitr['error'])}")
+        elif pitr["earliest"]:
+            out_console.print(f"point-in-time recovery of {row['name']}: {pitr['earliest']} … {pitr['latest']} "
+                              f"({pitr['base_backups']} base backup(s), archive_timeout {pitr['archive_timeout']}s)")
+        else:
+            out_console.print(f"[yellow]point-in-time recovery of {row['name']}[/yellow]: no base backup yet "
+                              f"(`headway db base-backup -e {environment} {row['name']}`)")
+
+
+def _pitr_window(hw: Any, name: str) -> dict[str, Any] | None:
+    """The recoverable window of a database with `pitr`, or None without it."""
+    from headway.data.recovery import show
+
+    svc = hw.databases()
+    spec = svc.dbs.spec(name)
+    if not spec.pitr_enabled:
+        return None
+    out: dict[str, Any] = {"earliest": None, "latest": None, "base_backups": 0,
+                           "archive_timeout": int(spec.pitr.archive_timeout)}
+    if svc.dbs.container(spec) is None:
+        out["error"] = f"not created yet (`headway deploy -e {hw.target.environment}` creates it)"
+        return out
+    try:
+        info = svc.dbs.pitr(spec).info()
+    except HeadwayError as exc:
+        out["error"] = exc.message
+        return out
+    out.update(earliest=show(info.earliest) if info.earliest else None,
+               latest=show(info.latest) if info.latest else None, base_backups=len(info.backups))
+    return out
 
 
 @db.command("logs")
@@ -183,15 +219,26 @@ def db_verify(obj: Any, environment: str, backup: str | None, name: str | None, 
 @db.command("restore")
 @env_option
 @click.argument("backup", required=False)
-@click.option("--db", "name", default=None, help="Database (when BACKUP is not given): its newest good backup.")
+@click.option("--db", "--name", "name", default=None,
+              help="Database (when BACKUP is not given): its newest good backup.")
 @click.option("--into", default=None, help="Restore into this database of headway.yml (default: the backup's).")
+@click.option("--to", "to", default=None, metavar="TIME",
+              help='Point-in-time recovery (databases with pitr): the state at TIME, e.g. "2026-11-21 14:05" '
+                   "(UTC unless a zone is given).")
 @identity_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @click.pass_obj
 def db_restore(obj: Any, environment: str, backup: str | None, name: str | None, into: str | None,
-               identity: str | None, yes: bool, as_json: bool) -> None:
-    """Check the backup, take a safety backup, restore beside the live data, then swap it in with the app stopped."""
+               to: str | None, identity: str | None, yes: bool, as_json: bool) -> None:
+    """Check the backup, take a safety backup, restore beside the live data, then swap it in with the app stopped;
+    or, with --to, recover the database to a point in time."""
+    if to is not None:
+        if backup is not None or into is not None:
+            raise HeadwayError("--to recovers from the WAL archive; it takes no BACKUP and no --into",
+                               "drop BACKUP/--into, or drop --to", exit_code=ExitCode.USAGE)
+        _restore_to(obj, environment, name, to, yes, as_json)
+        return
     hw = _hw(obj, environment)
     svc = hw.databases()
     rec = svc.get(backup, name)
@@ -209,6 +256,103 @@ def db_restore(obj: Any, environment: str, backup: str | None, name: str | None,
     err_console.print(f"[green]restored[/green] {result.backup_id} into {result.database} in {result.seconds:.1f}s "
                       f"(app stopped {result.app_stopped_s:.1f}s); safety backup {result.safety_backup}; the data "
                       f"that was live is kept as {result.kept_as}")
+
+
+def _restore_to(obj: Any, environment: str, name: str | None, to: str, yes: bool, as_json: bool) -> None:
+    from headway.data.recovery import parse_time, restore_to_time, show
+
+    when = parse_time(to)
+    hw = _hw(obj, environment)
+    spec = hw.databases().dbs.spec(name)
+    if not yes and (not sys.stdin.isatty() or not click.confirm(
+            f"Restore {spec.name} in {environment} to {show(when)}? Everything written after it is set aside; "
+            "the app stops until the database is back.")):
+        raise HeadwayError("not restored", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
+    result = restore_to_time(hw, when, spec.name, confirmed=True)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    err_console.print(f"[green]restored[/green] {result.database} to {show(result.target)}: recovered to "
+                      f"{show(result.recovered_to)} (the last transaction replayed) in {result.seconds:.1f}s; "
+                      + (f"app down {result.app_down_s:.1f}s, " if result.app_stopped else "app not running, ")
+                      + f"database down {result.database_down_s:.1f}s")
+    err_console.print(f"  serving from {result.data_volume}; the data before is kept in {result.previous_volume} "
+                      "until the next restore" + (f"; new base backup {result.base_backup}"
+                                                  if result.base_backup else ""))
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+@db.command("base-backup")
+@env_option
+@click.argument("name", required=False)
+@click.option("--db", "--name", "db_name", default=None, help="Database (the same as NAME).")
+@click.option("--kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
+@json_option
+@click.pass_obj
+def db_base_backup(obj: Any, environment: str, name: str | None, db_name: str | None, kind: str,
+                   as_json: bool) -> None:
+    """A pgBackRest base backup of a database with point-in-time recovery (pitr)."""
+    from headway.data.recovery import base_backup, show
+
+    backup = base_backup(_hw(obj, environment), name or db_name, kind)
+    if as_json:
+        print_json({"label": backup.label, "kind": backup.kind, "started": backup.started.isoformat(),
+                    "stopped": backup.stopped.isoformat(), "size": backup.size, "repo_size": backup.repo_size})
+        return
+    err_console.print(f"[green]base backup[/green] {backup.label} ({backup.kind}): {_size(backup.size)} → "
+                      f"{_size(backup.repo_size)} in the repository, finished {show(backup.stopped)}")
+
+
+@db.command("clone")
+@click.argument("source", metavar="SOURCE")
+@click.argument("target", metavar="TARGET")
+@click.option("--anonymize", "rules_path", required=True, type=click.Path(dir_okay=False),
+              help="Rules file (anonymize.yml): what each table's personal columns become in the copy.")
+@click.option("--db", "--name", "name", default=None, help="Database (when the app has more than one).")
+@click.option("--salt-secret", "salt_secret", default=None, metavar="NAME",
+              help="A secret of TARGET whose value salts the fakes (unsalted, a fake can be matched against a list "
+                   "of known values).")
+@identity_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def db_clone(obj: Any, source: str, target: str, rules_path: str, name: str | None, salt_secret: str | None,
+             identity: str | None, yes: bool, as_json: bool) -> None:
+    """Fill TARGET's database with an anonymized copy of SOURCE's newest good backup (never production)."""
+    from headway.data.anonymize import load_rules
+    from headway.data.clone import check_environments, clone_database, plan_clone
+    from headway.data.deploy_hooks import DeployerAppControl
+
+    rules = load_rules(rules_path)  # a broken rules file is reported before anything else happens
+    check_environments(source, target)
+    src, dst = _hw(obj, source, quiet=True), _hw(obj, target)
+    salt = ""
+    if salt_secret is not None:
+        if salt_secret not in dst.target.secrets:
+            raise ConfigError(f"--salt-secret {salt_secret}: no such secret for {target}",
+                              f"add {salt_secret}=... to the secrets file of {target} (.headway/secrets.{target})")
+        salt = dst.target.secrets[salt_secret]
+    plan = plan_clone(src, dst, name)
+    if not yes and (not sys.stdin.isatty() or not click.confirm(
+            f"Replace the data of {plan.database} in {target} with an anonymized copy of {plan.backup.id} "
+            f"({source}, {plan.backup.started_at[:19]})? The app of {target} stops for the swap.")):
+        raise HeadwayError("not cloned", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
+    result = clone_database(src, dst, plan, rules, identities=_identities(identity),
+                            app=DeployerAppControl(dst.deployer), salt=salt, confirmed=True)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    err_console.print(f"[green]cloned[/green] {result.backup_id} ({source}) into {result.database} in {target}, "
+                      f"anonymized with {escape(rules.source)}, in {result.seconds:.1f}s (app stopped "
+                      f"{result.app_stopped_s:.1f}s); {target}'s data before is kept as {result.kept_as} (safety "
+                      f"backup {result.safety_backup})")
+    table = Table("table", "rows", "column", "rule", "values rewritten", box=None)
+    for t in result.anonymized.tables:
+        for i, c in enumerate(t.columns):
+            table.add_row(t.table if i == 0 else "", str(t.rows) if i == 0 else "", c.column, escape(c.rule),
+                          str(c.values))
+    out_console.print(table)
 
 
 @db.command("schedule")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from headway.config.resolve import Target
 from headway.data import exec_stream
 from headway.data.catalog import BackupRecord, Catalog
 from headway.data.databases import SPOOL, Databases, DatabaseSpec, StorageSpec, resolve_storage
-from headway.data.engines import DIALECTS, Dialect, Endpoint, Redis
+from headway.data.engines import DIALECTS, Dialect, Endpoint, Postgres, Redis
 from headway.data.exec_stream import ExecProcess, SpoolFeed, SpoolPipe
 from headway.data.lock import database_lock
 from headway.data.pipeline import decode, encode
@@ -157,21 +158,29 @@ class BackupService:
         started = time.monotonic()
         writers: list[tuple[Store, ObjectWriter]] = []
         proc: ExecProcess | SpoolPipe | None = None
+        session: _SnapshotSession | None = None
         try:
             with self.report.step(f"back up {spec.name} ({spec.engine}) → {', '.join(spec.backup.storage)}") as step:
                 stores = [self.store(n) for n in spec.backup.storage]
                 with self.dbs.tools(spec) as cid:
                     ep = self.dbs.endpoint(spec)
-                    rec.counts = self.stats(spec.dialect, cid, ep, ep.database)
+                    dump_argv = spec.dialect.dump_argv(ep)
+                    if isinstance(spec.dialect, Postgres):
+                        session = _SnapshotSession.open(self.engine.client, cid, spec.dialect, ep, ep.database)
+                    if session is not None:
+                        dump_argv = session.dump_argv
+                    else:
+                        rec.counts = self.stats(spec.dialect, cid, ep, ep.database)
                     for store in stores:  # one by one: a storage that fails leaves no debris
                         writers.append((store, store.open_write(key)))
                     spool = self.dbs.shared_spool(container) if container is not None else None
                     if spool is not None and self.engine_is_local():
-                        proc = SpoolPipe(self.engine.client, cid, spec.dialect.dump_argv(ep),
+                        proc = SpoolPipe(self.engine.client, cid, dump_argv,
                                          env=spec.dialect.tool_env(ep), host_dir=spool, container_dir=SPOOL)
                     else:
-                        proc = ExecProcess(self.engine.client, cid, spec.dialect.dump_argv(ep),
-                                           env=spec.dialect.tool_env(ep))
+                        proc = ExecProcess(self.engine.client, cid, dump_argv, env=spec.dialect.tool_env(ep))
+                    if session is not None:
+                        session.count_in_background()  # in the dump's snapshot, while the dump runs
                     encoded = encode(proc, [w for _, w in writers], spec.backup.encrypt_to)
                     code = proc.wait()
                     if code != 0:
@@ -181,7 +190,11 @@ class BackupService:
                     if encoded.raw_size == 0:
                         raise BackupFailed("the dump tool wrote nothing; the backup was not kept",
                                            "see the database's log", details=_scrub(proc.stderr, ep))
-                    rec.counts_after = self.stats(spec.dialect, cid, ep, ep.database)
+                    if session is not None:  # the rows of the dump itself: nothing wrote in between
+                        rec.counts = rec.counts_after = session.finish()
+                        session = None
+                    else:
+                        rec.counts_after = self.stats(spec.dialect, cid, ep, ep.database)
                 rec.size, rec.raw_size, rec.sha256 = encoded.size, encoded.raw_size, encoded.sha256
                 for store, writer in writers:
                     rec.locations[store.name] = writer.commit()
@@ -197,6 +210,8 @@ class BackupService:
         except BaseException as exc:
             if proc is not None:
                 proc.kill()
+            if session is not None:
+                session.kill()
             for store, writer in writers:
                 writer.abort()
                 if store.name in rec.locations:
@@ -255,7 +270,10 @@ class BackupService:
     def restore_into(self, rec: BackupRecord, container_id: str, ep: Endpoint, database: str,
                      identities: list[Any] | None) -> None:
         """Stream a backup into `database` (which exists, empty) with the engine's own restore tool running in
-        `container_id`; for Redis, `database` is the path of the RDB file to write."""
+        `container_id`; for Redis, `database` is the path of the RDB file to write.
+
+        The checksum is checked as the bytes pass and judged once all of them were read: IntegrityError then, even
+        if the tool already finished. Whatever this wrote is not to be used until it returned."""
         dialect = DIALECTS[rec.engine]
         if isinstance(dialect, Redis):
             argv = ["sh", "-c", 'cat > "$1.partial" && mv "$1.partial" "$1"', "sh", database]
@@ -312,6 +330,87 @@ class BackupService:
 
     def manifest(self, rec: BackupRecord) -> str:
         return json.dumps(rec.model_dump(), indent=2)
+
+
+class _SnapshotSession:
+    """A psql session holding a REPEATABLE READ transaction whose snapshot pg_dump imports (--snapshot): the rows it
+    counts are exactly the rows of the dump, and it counts them while the dump runs instead of before and after."""
+
+    MARK = "__headway_done__"
+
+    def __init__(self, client: Any, container_id: str, dialect: Postgres, ep: Endpoint, database: str) -> None:
+        self.dialect, self.ep, self.database = dialect, ep, database
+        self.proc = ExecProcess(client, container_id, dialect.session_argv(ep, database), env=dialect.tool_env(ep),
+                                stdin=True)
+        self._buf = b""
+        self._counts: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.tables: list[str] = []
+        self.dump_argv: list[str] = []
+
+    @classmethod
+    def open(cls, client: Any, container_id: str, dialect: Postgres, ep: Endpoint,
+             database: str) -> _SnapshotSession | None:
+        """The session with its snapshot exported, or None when the server cannot export one (counts are then
+        taken before and after the dump)."""
+        session = cls(client, container_id, dialect, ep, database)
+        try:
+            session.ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            session.tables = [row[0] for row in session.ask(dialect.tables_sql(database)) if row and row[0]]
+            snapshot = session.ask("SELECT pg_export_snapshot()")[0][0]
+            session.dump_argv = dialect.snapshot_dump_argv(ep, snapshot)
+        except (HeadwayError, OSError, IndexError):
+            session.kill()
+            return None
+        return session
+
+    def ask(self, sql: str) -> list[list[str]]:
+        """Rows of one statement run in the session (the transaction stays open)."""
+        self.proc.write(f"{sql.rstrip().rstrip(';')};\n\\echo {self.MARK}\n".encode())
+        rows: list[list[str]] = []
+        while True:
+            while b"\n" not in self._buf:
+                chunk = self.proc.read(65536)
+                if not chunk:
+                    raise HeadwayError(f"the psql session on {self.database} ended unexpectedly",
+                                       "see the database's message above",
+                                       details=_scrub(self.proc.stderr, self.ep))
+                self._buf += chunk
+            line, _, self._buf = self._buf.partition(b"\n")
+            text = line.decode(errors="replace")
+            if text == self.MARK:
+                return rows
+            rows.append(text.split("\t"))
+
+    def count_in_background(self) -> None:
+        def count() -> None:
+            try:
+                if self.tables:
+                    rows = self.ask(self.dialect.count_sql(self.database, self.tables))
+                    self._counts = {row[0]: int(row[1]) for row in rows}
+            except BaseException as exc:  # noqa: BLE001 - handed to finish()
+                self._error = exc
+        self._thread = threading.Thread(target=count, daemon=True)
+        self._thread.start()
+
+    def finish(self) -> dict[str, int]:
+        """The counts, once the dump is complete; ends the transaction."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            self.kill()
+            if isinstance(self._error, HeadwayError):
+                raise self._error
+            raise HeadwayError(f"counting the rows of {self.database} failed: {self._error}",
+                               "see the database's message above")
+        self.ask("COMMIT")
+        self.proc.close_stdin()  # psql ends at the end of its input: nothing to wait for
+        self.proc.close()
+        return self._counts
+
+    def kill(self) -> None:
+        self.proc.kill()
 
 
 def _scrub(text: str, ep: Endpoint) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker.models.containers import Container
 
@@ -22,12 +22,15 @@ from headway.config.resolve import Target
 from headway.data import exec_stream
 from headway.data.credentials import Credentials, credentials_path, load_or_create
 from headway.data.engines import DIALECTS, Dialect, Endpoint
-from headway.data.schema import BackupPolicy, Database, S3Storage, url_env_of
+from headway.data.schema import BackupPolicy, Database, Pitr, S3Storage, url_env_of
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
 from headway.errors import ConfigError, HealthCheckFailed, HeadwayError, NotFound
 from headway.observe.health import HealthGate, HealthTarget
 from headway.release.report import RecordingReporter, Reporter
+
+if TYPE_CHECKING:
+    from headway.data.pitr import PitrPostgres
 
 KIND = "database"
 SPOOL = "/run/headway-spool"
@@ -46,6 +49,11 @@ class DatabaseSpec:
     container_name: str
     volume_name: str
     external_url: str | None = field(default=None, repr=False)
+    pitr: Pitr | None = None  # point-in-time recovery (managed PostgreSQL only)
+
+    @property
+    def pitr_enabled(self) -> bool:
+        return self.pitr is not None and self.pitr.enabled and self.managed
 
     @property
     def dialect(self) -> Dialect:
@@ -84,7 +92,8 @@ def resolve_databases(target: Target) -> dict[str, DatabaseSpec]:
             database=db.database or default_name, user=db.user or default_name, url_env=url_env_of(db),
             resources=resources, backup=db.backup,
             container_name=L.accessory_name(target.app, target.environment, name),
-            volume_name=L.volume_name(target.app, target.environment, name, "data"), external_url=external)
+            volume_name=L.volume_name(target.app, target.environment, name, "data"), external_url=external,
+            pitr=db.pitr)
     return specs
 
 
@@ -184,6 +193,30 @@ class Databases:
     def labels(self, spec: DatabaseSpec) -> dict[str, str]:
         return L.owned(KIND, app=self.t.app, environment=self.t.environment, role=spec.name)
 
+    def pitr(self, spec: DatabaseSpec) -> PitrPostgres:
+        """The database as PitrPostgres: its pgBackRest image, stanza and the data volume it serves from now."""
+        from headway.data.pitr import PitrPostgres, PostgresCredentials
+
+        if not spec.pitr_enabled or spec.pitr is None:
+            raise ConfigError(f"database {spec.name} does not have point-in-time recovery",
+                              f"add `pitr: {{enabled: true}}` to databases.{spec.name} in headway.yml (PostgreSQL "
+                              "only), then `headway deploy`")
+        creds = self.credentials(spec)
+        return PitrPostgres(self.engine, self.t.app, self.t.environment, spec.name, spec.image,
+                            PostgresCredentials(user=creds.user, password=creds.password, database=spec.database),
+                            network=self.network, archive_timeout=int(spec.pitr.archive_timeout),
+                            retention_full=spec.pitr.retention_full, pitr_image=spec.pitr.image,
+                            resources=spec.resources, on_step=self.report.info)
+
+    def _ensure_pitr(self, spec: DatabaseSpec) -> None:
+        """Run the database through PitrPostgres (its image, its current data volume: a restore moved it), and take
+        the first base backup."""
+        pitr = self.pitr(spec)
+        with self.report.step(f"{spec.name}: point-in-time recovery (WAL archiving with pgBackRest)"):
+            pitr.enable()
+            if not pitr.info(last_commit=False).backups:
+                pitr.base_backup("full")
+
     def ensure(self, backup_first: Callable[[DatabaseSpec], Any] | None = None) -> None:
         """Create, start and health-check every managed database. A changed image is backed up first, then the
         container is replaced on the same volume; if the new image does not become healthy the old one returns."""
@@ -193,6 +226,9 @@ class Databases:
         pending: list[tuple[Container, DatabaseSpec]] = []
         for spec in self.specs.values():
             if not spec.managed:
+                continue
+            if spec.pitr_enabled:
+                self._ensure_pitr(spec)
                 continue
             existing = self.container(spec)
             if existing is not None and existing.attrs["Config"]["Image"] != spec.image:
@@ -204,16 +240,18 @@ class Databases:
                         self._wait_healthy([(existing, spec)])
                     with self.report.step(f"back up {spec.name} before its image changes to {spec.image}"):
                         backup_first(spec)
+                # the volume it serves from: after a point-in-time restore (pitr switched off since) not the first one
+                volume = _mounted(existing, spec.dialect.data_path) or spec.volume_name
                 with self.report.step(f"replace {spec.name}: {old_image} → {spec.image} (volume kept)"):
                     self.engine.stop(existing, 60)
                     self.engine.remove(existing)
-                    container = self._create(spec, spec.image)
+                    container = self._create(spec, spec.image, volume)
                     self.engine.start(container)
                     try:
                         self._wait_healthy([(container, spec)])
                     except HeadwayError as exc:
                         self.engine.remove(container)
-                        back = self._create(spec, old_image)
+                        back = self._create(spec, old_image, volume)
                         self.engine.start(back)
                         raise HeadwayError(f"database {spec.name} did not start on {spec.image}; {old_image} is "
                                            "back on the same volume", "an upgrade across major versions needs "
@@ -231,15 +269,16 @@ class Databases:
             pending.append((container, spec))
         self._wait_healthy(pending)
 
-    def _create(self, spec: DatabaseSpec, image: str) -> Container:
+    def _create(self, spec: DatabaseSpec, image: str, volume: str | None = None) -> Container:
         creds = self.credentials(spec)
-        self.engine.ensure_volume(spec.volume_name, L.owned("volume", app=self.t.app, environment=self.t.environment,
-                                                            role=spec.name))
+        volume = volume or spec.volume_name
+        self.engine.ensure_volume(volume, L.owned("volume", app=self.t.app, environment=self.t.environment,
+                                                  role=spec.name))
         return self.engine.create(
             name=spec.container_name, image=image, command=spec.dialect.container_command(),
             env=spec.dialect.container_env(spec.database, creds.user, creds.password, creds.root_password),
             labels=self.labels(spec), network=self.network, aliases=[spec.name], resources=spec.resources,
-            volumes={spec.volume_name: {"bind": spec.dialect.data_path, "mode": "rw"},
+            volumes={volume: {"bind": spec.dialect.data_path, "mode": "rw"},
                      str(self.spool_dir(spec)): {"bind": SPOOL, "mode": "rw"}})
 
     def spool_dir(self, spec: DatabaseSpec) -> Path:
@@ -346,6 +385,14 @@ class Databases:
             creds = self.credentials(spec)
             ep = Endpoint(host="", port=ep.port, user=creds.user, password=creds.password, database=spec.database)
         return container.name or "", spec.dialect.shell_argv(ep), spec.dialect.tool_env(ep)
+
+
+def _mounted(container: Container, path: str) -> str | None:
+    """The named volume mounted at `path` in the container."""
+    for mount in container.attrs.get("Mounts") or []:
+        if mount.get("Destination") == path and mount.get("Type") == "volume":
+            return str(mount.get("Name"))
+    return None
 
 
 def _with_tls_default(spec: DatabaseSpec) -> str:

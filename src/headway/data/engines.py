@@ -133,11 +133,23 @@ class Postgres(Dialect):
         return env
 
     def dump_argv(self, ep: Endpoint) -> list[str]:
-        # no compression here: zstd after the stream is faster and smaller than pg_dump's zlib
-        return ["pg_dump", "--format=custom", "--compress=0", "--dbname", ep.database]
+        # zlib level 1, not 0: an uncompressed custom dump holds one data chunk per row, which makes pg_restore ~15%
+        # slower; level 1 costs pg_dump next to nothing (zstd after it then gains little, and costs little)
+        return ["pg_dump", "--format=custom", "--compress=1", "--dbname", ep.database]
+
+    def snapshot_dump_argv(self, ep: Endpoint, snapshot: str) -> list[str]:
+        """pg_dump reading the snapshot another session exported (pg_export_snapshot): what it dumps is exactly what
+        that session sees, so the session can count the rows of the dump while the dump runs."""
+        if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+            raise ConfigError(f"{snapshot!r} is not a snapshot id", "report this")
+        return [*self.dump_argv(ep), f"--snapshot={snapshot}"]
 
     def restore_argv(self, ep: Endpoint, database: str) -> list[str]:
         return ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "--dbname", database]
+
+    def session_argv(self, ep: Endpoint, database: str) -> list[str]:
+        """psql reading statements from stdin and printing rows as tab-separated values (one session)."""
+        return ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", database]
 
     def sql_argv(self, ep: Endpoint, database: str, sql: str) -> list[str]:
         return ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]

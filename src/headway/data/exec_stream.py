@@ -6,6 +6,7 @@ environment variables of the exec, never on its command line, so they do not sho
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import signal
@@ -185,6 +186,14 @@ def run(client: docker.DockerClient, container_id: str, argv: list[str], *, env:
     return code, b"".join(chunks).decode(errors="replace"), proc.stderr
 
 
+def _wide_pipe(fh: Any) -> None:
+    """A 1 MiB pipe buffer instead of 64 KiB: fewer wake-ups of both ends per chunk (Linux; best effort)."""
+    try:
+        fcntl.fcntl(fh.fileno(), fcntl.F_SETPIPE_SZ, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 class SpoolPipe(io.RawIOBase):
     """The stdout of `argv` in a container, read from a FIFO in a directory the container shares with the host.
 
@@ -207,6 +216,7 @@ class SpoolPipe(io.RawIOBase):
 
         def open_reader() -> None:
             self.fh = open(self.host_path, "rb", buffering=0)  # noqa: SIM115 - closed in wait()/kill()
+            _wide_pipe(self.fh)
             opened.set()
 
         threading.Thread(target=open_reader, daemon=True).start()
@@ -266,6 +276,7 @@ class SpoolFeed(io.RawIOBase):
         def open_writer() -> None:
             try:
                 self.fh = open(self.host_path, "wb", buffering=0)  # noqa: SIM115 - closed in close_stdin()/kill()
+                _wide_pipe(self.fh)
             finally:
                 opened.set()
 

@@ -686,6 +686,8 @@ class PitrPostgres:
             _remove_volume(self.engine, new_volume)
             if was_running and live is not None:
                 self.engine.start(live)
+                with suppress(HeadwayError):  # back as it was: serving again before the error is reported
+                    self._wait_serving(live, min(timeout, 120))
             raise
         self.engine.remove(recovery)
 

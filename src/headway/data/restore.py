@@ -1,8 +1,11 @@
 """Restore into the live database without risking it.
 
-1. Check the backup end to end (checksum, decryption, decompression) before anything is touched.
-2. Take a safety backup of the live data.
-3. Restore into a new database beside the live one (Redis: a new file beside the live one) and check its counts.
+1. Check the backup end to end (checksum, decryption, decompression) before anything live is touched.
+   MariaDB/MySQL and Redis: a whole pass over the backup before anything else. PostgreSQL: the backup streams
+   into a new database beside the live one while its checksum is computed; pg_restore only ever connects to that
+   new database, and nothing live is touched, or recorded, until the checksum matched.
+2. Restore into a new database beside the live one (Redis: a new file beside the live one) and check its counts.
+3. Take a safety backup of the live data (Redis: before step 2).
 4. Only then stop the app, swap the new database in (renames: one short step), start the app again.
 The data that was live is kept as `DB_before_restore_<time>` until the next successful restore.
 Any failure before the swap drops the new database and leaves the live one exactly as it was.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,7 +51,10 @@ class RestoreResult:
 
 
 def restore_live(svc: BackupService, rec: BackupRecord, spec: DatabaseSpec, identities: list[Any] | None,
-                 app: AppControl | None, confirmed: bool) -> RestoreResult:
+                 app: AppControl | None, confirmed: bool,
+                 before_swap: Callable[[str, str], None] | None = None) -> RestoreResult:
+    """`before_swap(container_id, new_database)` runs on the restored copy before it is swapped in (SQL engines);
+    an exception there drops the copy like any other failure before the swap."""
     from headway.data.backup import RestoreFailed, family
 
     if family(rec.engine) != family(spec.engine):
@@ -58,28 +65,33 @@ def restore_live(svc: BackupService, rec: BackupRecord, spec: DatabaseSpec, iden
         raise Aborted(f"restoring {rec.id} replaces the data of {spec.name} in {svc.t.environment}",
                       "confirm at the prompt, or pass --yes")
     started = time.monotonic()
-    with svc.report.step(f"check {rec.id} (checksum{', decryption' if rec.encrypted else ''})"):
-        svc.check(rec, identities)
+    if not isinstance(spec.dialect, Postgres):
+        with svc.report.step(f"check {rec.id} (checksum{', decryption' if rec.encrypted else ''})"):
+            svc.check(rec, identities)
     with svc.lock(spec, f"restore {rec.id}"):
-        safety = svc.backup_locked(spec, reason=f"before restore of {rec.id}")
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         if isinstance(spec.dialect, Redis):
+            safety = svc.backup_locked(spec, reason=f"before restore of {rec.id}")
             kept, stopped_s, counts = _redis(svc, rec, spec, identities, app, stamp)
         else:
-            kept, stopped_s, counts = _sql(svc, rec, spec, identities, app, stamp, RestoreFailed)
+            kept, stopped_s, counts, safety = _sql(svc, rec, spec, identities, app, stamp, RestoreFailed,
+                                                   before_swap)
     return RestoreResult(rec.id, spec.name, safety.id, kept, round(stopped_s, 3),
                          round(time.monotonic() - started, 3), counts)
 
 
 def _sql(svc: BackupService, rec: BackupRecord, spec: DatabaseSpec, identities: list[Any] | None,
-         app: AppControl | None, stamp: str, failed: type[HeadwayError]) -> tuple[str, float, dict[str, int]]:
+         app: AppControl | None, stamp: str, failed: type[HeadwayError],
+         before_swap: Callable[[str, str], None] | None = None) -> tuple[str, float, dict[str, int], BackupRecord]:
     dialect = spec.dialect
     live = spec.database
     new, old = f"{live}_restore_{stamp}", f"{live}_before_restore_{stamp}"
     with svc.dbs.tools(spec) as cid:
         ep = svc.dbs.endpoint(spec)
         admin = dialect.admin_database(ep)
-        with svc.report.step(f"restore {rec.id} into a new database {new}"):
+        checked = f" (checksum{', decryption' if rec.encrypted else ''} checked on the way)" \
+            if isinstance(dialect, Postgres) else ""
+        with svc.report.step(f"restore {rec.id} into a new database {new}{checked}"):
             svc.dbs.run_sql(dialect, cid, dialect.create_sql(new), admin, ep)
             try:
                 svc.restore_into(rec, cid, ep, new, identities)
@@ -88,9 +100,16 @@ def _sql(svc: BackupService, rec: BackupRecord, spec: DatabaseSpec, identities: 
                 if problems:
                     raise failed(f"the restored data does not match the backup: {'; '.join(problems[:5])}",
                                  "the live database is untouched; verify the backup (`headway db verify`)")
+                if before_swap is not None:
+                    before_swap(cid, new)
             except BaseException:
                 _drop_quietly(svc, dialect, cid, new, admin, ep)
                 raise
+        try:  # once the backup proved whole and the copy matches: the live data as it is now
+            safety = svc.backup_locked(spec, reason=f"before restore of {rec.id}")
+        except BaseException:
+            _drop_quietly(svc, dialect, cid, new, admin, ep)
+            raise
         stopped_at = time.monotonic()
         stopped = app.stop() if app is not None else False
         try:
@@ -111,7 +130,7 @@ def _sql(svc: BackupService, rec: BackupRecord, spec: DatabaseSpec, identities: 
             for (name,) in (r[:1] for r in svc.dbs.run_sql(dialect, cid, dialect.list_databases_sql(), admin, ep)):
                 if name.startswith(f"{live}_before_restore_") and name != old:
                     _drop_quietly(svc, dialect, cid, name, admin, ep)
-    return old, stopped_s, counts
+    return old, stopped_s, counts, safety
 
 
 def _swap_postgres(svc: BackupService, dialect: Postgres, cid: str, ep: Endpoint, live: str, new: str,

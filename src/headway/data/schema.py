@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from headway.config.duration import Duration
 from headway.data.cron import CronError, parse_cron
 
 EngineName = Literal["postgres", "mysql", "mariadb", "redis"]
@@ -81,6 +82,25 @@ class BackupPolicy(_Strict):
         return v
 
 
+class Pitr(_Strict):
+    """Point-in-time recovery (PostgreSQL): WAL archived continuously with pgBackRest, base backups on demand."""
+
+    enabled: bool = Field(True, description="run the database with continuous WAL archiving")
+    archive_timeout: Duration = Field(60.0, description="close and archive a written WAL segment at least this "
+                                                        "often (1s-300s): the most a crash can lose")
+    retention_full: int = Field(2, ge=1, le=100, description="full base backups kept; decides the earliest "
+                                                             "recoverable time")
+    image: str | None = Field(None, description="an image that already has pgbackrest (default: built from the "
+                                                "database's image)")
+
+    @field_validator("archive_timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not 1 <= v <= 300:
+            raise ValueError("archive_timeout is between 1s and 300s (at most 5 minutes of writes can be lost)")
+        return v
+
+
 class Database(_Strict):
     """A database the app uses: a managed container per environment, or an external one by URL."""
 
@@ -93,6 +113,19 @@ class Database(_Strict):
     external_url: str | None = Field(None, description="a database headway does not run, e.g. ${PROD_DB_URL}")
     resources: Limits | None = None
     backup: BackupPolicy = BackupPolicy()
+    pitr: Pitr | None = Field(None, description="point-in-time recovery, PostgreSQL only: {enabled: true, "
+                                                "archive_timeout: 60s}")
+
+    @model_validator(mode="after")
+    def _pitr(self) -> Database:
+        if self.pitr is not None and self.pitr.enabled:
+            if self.engine != "postgres":
+                raise ValueError(f"pitr: point-in-time recovery is for PostgreSQL only, not {self.engine}; remove "
+                                 "`pitr` (nightly backups still apply)")
+            if self.external_url:
+                raise ValueError("pitr: point-in-time recovery runs with a managed database, not an external_url; "
+                                 "use your provider's point-in-time recovery")
+        return self
 
     @field_validator("url_env")
     @classmethod
@@ -119,6 +152,7 @@ class DatabaseOverride(_Strict):
     external_url: str | None = None
     resources: Limits | None = None
     backup: dict[str, object] | None = Field(None, description="fields of `backup` to change")
+    pitr: Pitr | None = None
 
 
 class LocalStorage(_Strict):
@@ -159,6 +193,11 @@ def check_databases(databases: dict[str, Database], storage: Storage, taken: set
             if name not in databases:
                 raise ValueError(f"environments.{env_name}.databases: unknown database {name!r} "
                                  f"(databases: {', '.join(databases) or 'none'})")
+            db = databases[name]
+            if override.pitr is not None and override.pitr.enabled and (db.engine != "postgres" or
+                                                                        override.external_url or db.external_url):
+                raise ValueError(f"environments.{env_name}.databases.{name}.pitr: point-in-time recovery is for "
+                                 "managed PostgreSQL databases only; remove `pitr`")
             if override.backup is not None:
                 try:
                     BackupPolicy.model_validate({**databases[name].backup.model_dump(exclude_unset=True),

@@ -98,6 +98,10 @@ class Proxy:
                 if v is not None})
             existing = self.engine.get(settings.name)
             if existing is not None and self.engine.state(existing).get("Running") and settings == old:
+                live = os.readlink(self.dir / "current").rpartition("/")[2] if (self.dir / "current").exists() \
+                    else None
+                if live:
+                    self._await_generation(live, settings, existing)  # e.g. just restarted: wait until it serves
                 return self.status()
             self.engine.require_image(settings.image, "proxy")
             if existing is not None:
