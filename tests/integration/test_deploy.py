@@ -130,18 +130,23 @@ def test_lock_contention_fails_fast_and_names_holder(tiny_app):
         assert "held-by-test" in str(info.value) and "--wait" in str(info.value)
         result = tiny_app.cli("deploy", "-e", "production", "--version", "v1")
         assert result.returncode == 3 and "locked by" in result.stderr
-    released = threading.Event()
+    held, released = threading.Event(), threading.Event()
 
     def hold_then_release() -> None:
         with hw.state.lock("short hold"):
+            held.set()
             released.wait(10)
 
     t = threading.Thread(target=hold_then_release)
     t.start()
     try:
+        assert held.wait(10)
         threading.Timer(1.0, released.set).start()
+        assert other.state.lock_holder() is not None
         other.deploy(version="v1", wait=30)  # queues behind the holder, then deploys
+        assert released.is_set()
     finally:
+        released.set()
         t.join()
     assert release_served(tiny_app) == "v1"
 

@@ -58,10 +58,10 @@ def https_get(port: int, host: str, cafile: Path, path: str = "/") -> Served:
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        body = response.read().decode()
-        assert conn.sock is not None
+        assert conn.sock is not None  # read the peer's certificate before a `Connection: close` drops the socket
         der = conn.sock.getpeercert(binary_form=True)
         version = conn.sock.version()
+        body = response.read().decode()
         return Served(response.status, {k.lower(): v for k, v in response.getheaders()}, body,
                       x509.load_der_x509_certificate(der), version)
     finally:
