@@ -33,27 +33,35 @@ def find_config(start: Path | None = None, explicit: str | Path | None = None) -
                       "run `headway init` to write one, or pass -c path/to/headway.yml")
 
 
-def load_config(path: str | Path) -> AppConfig:
-    path = Path(path)
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check the path and permissions") from None
-    return parse_config(text, str(path))
 
 
-def parse_config(text: str, filename: str = CONFIG_NAME) -> AppConfig:
-    yaml = YAML(typ="rt")
+def load_mapping(text: str, filename: str, *, top: str, fix: str) -> CommentedMap:
+    """YAML text as a mapping that remembers line numbers; `top` names the keys expected at the top level."""
     try:
-        data = yaml.load(text)
+        data = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{filename}{line}: invalid YAML: {exc.problem}",
                           "check indentation and quoting on that line") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{filename}: expected a mapping at the top (app:, roles:, environments:)",
-                          "run `headway init` to see a starter file")
+        raise ConfigError(f"{filename}: expected a mapping at the top ({top})", fix)
+    return data  # type: ignore[return-value]
+
+
+def load_config(path: str | Path) -> AppConfig:
+    path = Path(path)
+    return parse_config(read_text(path), str(path))
+
+
+def parse_config(text: str, filename: str = CONFIG_NAME) -> AppConfig:
+    data = load_mapping(text, filename, top="app:, roles:, environments:",
+                        fix="run `headway init` to see a starter file")
     try:
         return AppConfig.model_validate(_plain(data))
     except ValidationError as exc:

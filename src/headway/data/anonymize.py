@@ -19,11 +19,9 @@ from typing import Annotated, Any, Literal
 
 from docker.models.containers import Container
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError
 
-from headway.config.loader import _line_of, _plain
+from headway.config.loader import _line_of, _plain, load_mapping, read_text
 from headway.engine.container_io import ExecResult, exec_split, put_file
 from headway.engine.docker import DockerEngine
 from headway.errors import ConfigError, ExitCode, HeadwayError
@@ -119,25 +117,12 @@ class AnonymizeRules(BaseModel):
 
 def load_rules(path: str | Path) -> AnonymizeRules:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check the path and permissions") from None
-    return parse_rules(text, str(path))
+    return parse_rules(read_text(path), str(path))
 
 
 def parse_rules(text: str, filename: str = RULES_NAME) -> AnonymizeRules:
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{filename}{line}: invalid YAML: {exc.problem}",
-                          "check indentation and quoting on that line") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{filename}: expected a mapping at the top (tables:, default:, strict:)",
-                          "see docs/databases.md, Anonymized staging, for an example")
+    data = load_mapping(text, filename, top="tables:, default:, strict:",
+                        fix="see docs/databases.md, Anonymized staging, for an example")
     try:
         rules = AnonymizeRules.model_validate(_plain(data))
     except ValidationError as exc:
