@@ -57,10 +57,10 @@ def https_get(port: int, host: str, cafile: Path, path: str = "/") -> Served:
     conn._create_connection = lambda address, *args: socket.create_connection(("127.0.0.1", port), *args)
     try:
         conn.request("GET", path)
-        response = conn.getresponse()
-        assert conn.sock is not None  # read the peer's certificate before a `Connection: close` drops the socket
+        assert conn.sock is not None  # the peer's certificate, before a `Connection: close` answer detaches it
         der = conn.sock.getpeercert(binary_form=True)
         version = conn.sock.version()
+        response = conn.getresponse()
         body = response.read().decode()
         return Served(response.status, {k.lower(): v for k, v in response.getheaders()}, body,
                       x509.load_der_x509_certificate(der), version)
