@@ -6,18 +6,15 @@ import re
 import shlex
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
 from headway.data.schema import Database, DatabaseOverride, Storage, check_databases
 
 NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
 Name = Annotated[str, Field(pattern=NAME)]
 AccessoryVolumes = list[tuple[str, str]]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _split_command(value: str | list[str] | None) -> list[str] | None:
@@ -74,18 +71,6 @@ class CommandHealth(Strict):
     @property
     def argv(self) -> list[str] | None:
         return _split_command(self.command)
-
-
-class Resources(Strict):
-    cpus: float | None = Field(None, gt=0)
-    memory: str | None = Field(None, description="e.g. 512m, 1g")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", v.lower()):
-            raise ValueError("memory is a size such as 256m or 1g")
-        return v
 
 
 def _health_kind(value: object) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
 from headway.data.cron import CronError, parse_cron
 
@@ -17,22 +18,8 @@ _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Limits(_Strict):
-    """Resource limits of a managed database container (as `resources` of a role)."""
-
-    cpus: float | None = Field(None, gt=0)
-    memory: str | None = Field(None, description="e.g. 512m, 1g")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", v.lower()):
-            raise ValueError("memory is a size such as 256m or 1g")
-        return v
+_Strict = Strict
+Limits = Resources  # a managed database container's limits, as a role's `resources`
 
 
 class Retention(_Strict):
