@@ -236,6 +236,13 @@ def test_invalid_proxy_config_never_goes_live(tiny_app):
     with pytest.raises(ProxyError) as info:
         hw.proxy.set_route(bad)
     assert "does not validate" in str(info.value)
-    assert hw.proxy.status().generation == generation
+    live = hw.proxy.status().generation
+    assert live is not None
+    # what nginx serves is the tree `current` points at, and no tree it could load mentions the bad route
+    assert (hw.proxy.dir / "current").resolve().name == live
+    assert "broken.test" not in (hw.proxy.dir / "current" / "nginx.conf").read_text()
+    assert all("broken.test" not in (tree / "nginx.conf").read_text()
+               for tree in (hw.proxy.dir / "trees").iterdir() if (tree / "nginx.conf").exists())
+    assert generation is not None
     assert hw.proxy.routes.get("broken", "x") is None
     assert release_served(tiny_app) == "v1"
