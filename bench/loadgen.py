@@ -64,7 +64,8 @@ class SteadyLoad:
 
     def __init__(self, url: str, rate: float = 200.0, max_seconds: float = 300.0, max_requests: int = 200_000,
                  timeout: float = 10.0, headers: dict[str, str] | None = None, track_release: bool = True,
-                 workers: int = 32, timeline: list[tuple[float, float, str, str | None]] | None = None) -> None:
+                 workers: int = 32, timeline: list[tuple[float, float, str, str | None]] | None = None,
+                 strict: bool = True) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "https"
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (443 if self.tls else 80)
@@ -76,6 +77,10 @@ class SteadyLoad:
         # when given, every request appends (monotonic send time, monotonic end time, status or error name,
         # the response's `release` or None), for "which release answered when" questions
         self.timeline = timeline
+        # strict (the default): HTTP/1.1 keep-alive, a request on a connection the server closed fails, no
+        # retry and no check of the socket before reuse. Not strict: as browsers do, an idle socket the server
+        # closed is not reused, and a GET that fails on a reused connection is sent once more.
+        self.strict = strict
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -138,7 +143,7 @@ class SteadyLoad:
             job = self._jobs.get()
             if job is None:
                 break
-            if conn is not None and _closed_by_peer(conn):
+            if not self.strict and conn is not None and _closed_by_peer(conn):
                 conn.close()  # like urllib3 and browsers: never send on a connection the server has closed
                 conn = None
             if conn is None:
@@ -192,7 +197,7 @@ class SteadyLoad:
             conn.request("GET", self.path, headers=self.headers)
             resp = conn.getresponse()
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
-            if not reused:
+            if not reused or self.strict:
                 raise
             conn.close()
             with self._lock:

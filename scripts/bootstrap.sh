@@ -5,6 +5,7 @@
 #   2. starts dockerd when the daemon is not reachable (machines without systemd)
 #   3. builds the base images headway and the examples need, when missing:
 #        python:3.11-slim  postgres:15  redis:7  nginx:stable  mariadb:10.11
+#        openresty/openresty:bookworm (headway's proxy: nginx with the lua module)
 #      They are built locally from Debian packages (debootstrap + docker import),
 #      so Dockerfiles and configs that name the official images resolve without
 #      access to a registry.
@@ -126,6 +127,7 @@ IMAGES=(
     "redis:7|redis-7|redis-server,redis-tools"
     "nginx:stable|nginx-stable|nginx"
     "mariadb:10.11|mariadb-10.11|mariadb-server,mariadb-client"
+    "openresty/openresty:bookworm|openresty-bookworm|nginx,libnginx-mod-http-lua,lua-resty-core"
 )
 
 # Remove a rootfs directory, first unmounting anything a failed debootstrap left behind.
@@ -292,7 +294,7 @@ image_changes() {
                 'EXPOSE 3306' \
                 'ENTRYPOINT ["docker-entrypoint.sh"]' \
                 'CMD ["mariadbd"]' ;;
-        nginx:stable)
+        nginx:stable|openresty/openresty:*)
             printf '%s\n' \
                 "ENV PATH=$DEFAULT_PATH LANG=C.UTF-8" \
                 'EXPOSE 80' \
@@ -303,7 +305,7 @@ image_changes() {
 stop_signal() {
     case "$1" in
         postgres:15) echo SIGINT ;;    # fast shutdown instead of waiting for clients
-        nginx:stable) echo SIGQUIT ;;  # graceful shutdown
+        nginx:stable|openresty/openresty:*) echo SIGQUIT ;;  # graceful shutdown
         *) echo "" ;;
     esac
 }
@@ -325,7 +327,7 @@ build_image() {
         python:*) customize_python "$root" ;;
         postgres:*) customize_postgres "$root" ;;
         redis:*) customize_redis "$root" ;;
-        nginx:*) customize_nginx "$root" ;;
+        nginx:*|openresty/*) customize_nginx "$root" ;;
         mariadb:*) customize_mariadb "$root" ;;
     esac >>"$logf" 2>&1
     slim_rootfs "$root"

@@ -92,9 +92,10 @@ class AppDir:
     def url(self, environment: str = "production", path: str = "/") -> str:
         return f"http://127.0.0.1:{self.ports[environment]}{path}"
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, check: bool = False, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real `headway` command as a user would."""
-        env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir)}
+        env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir), **(env or {})}
         result = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.root, env=env, text=True,
                                 capture_output=True, timeout=timeout)
         if check and result.returncode != 0:
@@ -117,6 +118,10 @@ def _cleanup_app(engine: DockerEngine, name: str) -> None:
 @pytest.fixture
 def tiny_app(tmp_path: Path, proxy: RunningProxy, docker_engine: DockerEngine) -> Iterator[AppDir]:
     """The small fixture app (web + worker + release command), ready to deploy, removed afterwards."""
+    yield from make_tiny_app(tmp_path, proxy, docker_engine)
+
+
+def make_tiny_app(tmp_path: Path, proxy: RunningProxy, docker_engine: DockerEngine) -> Iterator[AppDir]:
     name = f"t{uuid.uuid4().hex[:8]}"
     root = tmp_path / "app"
     shutil.copytree(FIXTURES / "apps" / "tiny", root)

@@ -92,14 +92,25 @@ class Headway:
 
     # -- status ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        """What is really live (as the proxy routes it), what an interrupted command left, what comes next."""
+        from headway.release.reconcile import describe
+
         current = self.state.current()
-        rec = self.state.find(current.live) if current.live is not None else None
+        served_state = self.proxy.served() if (self.target.domains or self.target.port) else None
+        served = served_state.routes.get(self.deployer.route_key) if served_state else None
+        live = served.deploy if served is not None and served.peers else current.live
+        if served is not None and not served.peers:
+            live = current.live  # stopped: the proxy routes nowhere, the release stays the recorded one
+        rec = next((r for r in self.state.history() if r.number == live and r.action == "deploy"), None)
         containers = []
         for c in self.deployer.containers() + self.deployer.accessories():
             st = self.engine.state(c)
             health = "-"
-            if c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == current.live:
+            if c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == live:
                 health = "live"
+            elif c.labels.get(L.KIND) == "app" and served is not None and \
+                    int(c.labels.get(L.DEPLOY, 0)) == served.canary_deploy and served.weight:
+                health = "canary"
             elif c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == current.standby:
                 health = "standby"
             elif c.labels.get(L.KIND) == "accessory":
@@ -112,14 +123,26 @@ class Headway:
                 "started_at": (st.get("StartedAt") or "")[:19].replace("T", " ") if st.get("Running") else "",
             })
         lock = self.state.lock_holder()
+        op = self.deployer.journal.open_operation()
+        interrupted = describe(op, served.deploy if served else None) if op is not None and lock is None else None
         route = self.proxy.routes.get(self.target.app, self.target.environment)
         return {"app": self.target.app, "environment": self.target.environment,
-                "release": rec.version if rec else None, "deploy": current.live, "standby": current.standby,
+                "release": served.release if served is not None and served.peers else (rec.version if rec
+                                                                                        else None),
+                "deploy": live, "standby": current.standby,
                 "stopped": current.stopped, "replicas": current.replicas, "containers": containers,
+                "served_by_proxy": {"deploy": served.deploy, "release": served.release, "peers": served.peers}
+                if served else None,
+                "interrupted": interrupted,
                 "urls": self.deployer.urls(), "lock": lock.model_dump() if lock else None,
                 "maintenance": route.maintenance.model_dump() if route and route.maintenance else None,
                 "canary": route.canary.model_dump() if route and route.canary else None,
                 "tls": route.tls.model_dump() if route and route.tls else None}
+
+    def recover(self, wait: float | None = None) -> list[str]:
+        """Finish or undo what an interrupted command left (every other command does this first, too)."""
+        with self.state.lock("recover", wait=self.target.deploy.lock_wait if wait is None else wait):
+            return self.deployer.reconcile()
 
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, *, role: str | None = None, follow: bool = False, since: str | None = None,

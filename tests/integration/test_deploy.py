@@ -231,11 +231,18 @@ def test_invalid_proxy_config_never_goes_live(tiny_app):
     from headway.proxy.routes import Route
 
     generation = hw.proxy.status().generation
+    from headway.proxy.routes import RouteEdge
+
     bad = Route(app="broken", environment="x", release="r", deploy=1, domains=["broken.test"],
-                upstreams=["not an address"])
+                upstreams=["127.0.0.1:9"], edge=RouteEdge(client_max_body_size="ten megabytes"))
     with pytest.raises(ProxyError) as info:
         hw.proxy.set_route(bad)
     assert "does not validate" in str(info.value)
+    # routing that is not data the proxy can use is refused too, before the proxy sees it
+    with pytest.raises(ProxyError) as info:
+        hw.proxy.set_route(bad.model_copy(update={"edge": RouteEdge(), "upstreams": ["not an address"]}))
+    assert "not a valid ip:port" in str(info.value)
+    assert "broken--x" not in (hw.proxy.served() or pytest.fail("proxy not answering")).routes
     live = hw.proxy.status().generation
     assert live is not None
     # what nginx serves is the tree `current` points at, and no tree it could load mentions the bad route

@@ -164,12 +164,31 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
     if report.get("lock"):
         out_console.print(f"[yellow]locked by {report['lock']['by']} since {report['lock']['since']}: "
                           f"{report['lock']['command']}[/yellow]")
+    if report.get("interrupted"):
+        i = report["interrupted"]
+        out_console.print(f"[red]INTERRUPTED[/red] {i['interrupted']}")
+        out_console.print(f"  the next command (or `headway recover -e {report['environment']}`) will {i['next']}")
     table = Table("container", "role", "release", "state", "health", "up since", box=None)
     for c in report["containers"]:
         table.add_row(c["name"], c["role"], c["release"], c["state"], c["health"], c["started_at"])
     out_console.print(table)
     for url in report["urls"]:
         out_console.print(f"  {url}")
+
+
+@cli.command()
+@env_option
+@wait_option
+@json_option
+@pass_ctx
+def recover(obj: Context, environment: str, wait: float | None, as_json: bool) -> None:
+    """Finish or undo what an interrupted command left; every command does this first anyway."""
+    notes = obj.headway(environment, ConsoleReporter(quiet=True)).recover(wait=wait)
+    if as_json:
+        print_json({"actions": notes})
+        return
+    for note in notes or ["nothing to recover: what is recorded is what is served"]:
+        out_console.print(note)
 
 
 @cli.command()

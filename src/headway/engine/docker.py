@@ -14,6 +14,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from headway import faults
 from headway.config.model import Resources
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
@@ -240,6 +241,7 @@ class DockerEngine:
         tail: deque[str] = deque(maxlen=200)
         try:
             container.start()
+            faults.point("oneoff:started")
             deadline = time.monotonic() + timeout
             reader = threading.Thread(target=self._pump, args=(container, tail, on_line), daemon=True)
             reader.start()

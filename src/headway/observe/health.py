@@ -34,14 +34,15 @@ class HealthResult:
     seconds: float
 
 
-def http_get(url: str, host: str | None, timeout: float) -> tuple[int, dict[str, str], str]:
-    """One GET without following redirects: (status, headers, body)."""
+def http_get(url: str, host: str | None, timeout: float, *, limit: int = 4096) -> tuple[int, dict[str, str], str]:
+    """One GET without following redirects: (status, headers, the first `limit` bytes of the body)."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     try:
-        conn.request("GET", parts.path or "/", headers={"Host": host} if host else {})
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("GET", path, headers={"Host": host} if host else {})
         resp = conn.getresponse()
-        body = resp.read(4096).decode(errors="replace")
+        body = resp.read(limit).decode(errors="replace")
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
     finally:
         conn.close()

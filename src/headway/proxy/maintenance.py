@@ -51,7 +51,10 @@ def set_maintenance(proxy: Proxy, target: Target, *, on: bool, message: str | No
         state = None
 
     def change(routes: dict[str, Route]) -> None:
-        routes[key] = routes[key].model_copy(update={"maintenance": state})
+        route = routes[key]
+        rules = state.model_copy(update={"message": "", "since": ""}) if state is not None \
+            else route.maintenance_rules
+        routes[key] = route.model_copy(update={"maintenance": state, "maintenance_rules": rules})
 
     proxy.apply(change)
     result = proxy.routes.get(target.app, target.environment)

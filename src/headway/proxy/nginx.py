@@ -1,17 +1,22 @@
-"""headway's nginx: one per host, shared by every app and environment, reconfigured without dropping a request.
+"""headway's nginx: one per host, shared by every app and environment, reconfigured without dropping a connection.
 
-A change is rendered into a fresh config tree, checked with `nginx -t` inside the proxy container, and only then
-made live by swapping the `current` symlink and sending SIGHUP; the old workers finish in-flight requests.
-A config that does not validate never goes live, so one app cannot take the others down.
+Two kinds of change. Where traffic goes (releases, peers, canary weights, maintenance on/off) is *routing*: plain
+data posted to the proxy's control endpoint and read by a few lines of lua on each request, so no reload happens
+and no client connection of any app is closed. What the proxy listens on and how (domains, ports, certificates,
+edge settings) is *structure*: rendered into a fresh config tree, checked with `nginx -t` inside the proxy
+container, and only then made live by swapping the `current` symlink and sending SIGHUP. A config that does not
+validate never goes live, so one app cannot take the others down.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import html
 import fcntl
 import functools
 import http.client
+import importlib.resources
 import os
 import shutil
 import socket
@@ -25,19 +30,24 @@ from typing import Any
 from docker.models.containers import Container
 from pydantic import BaseModel
 
+from headway import faults
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
 from headway.errors import ProxyError
 from headway.observe.health import http_get
 from headway.proxy.routes import Route, RouteTable
+from headway.proxy.routing import RoutingState, parse_state, render_state
 
 MOUNT = "/etc/headway"
 KEEP_TREES = 5
+PLACEHOLDER = "@@GENERATION@@"
+DEFAULT_IMAGE = "openresty/openresty:bookworm"
+PRE_LUA_IMAGES = {"nginx:stable"}  # the default before routing moved into lua: boot moves to DEFAULT_IMAGE
 
 
 class ProxySettings(BaseModel):
     name: str = "headway-proxy"
-    image: str = "nginx:stable"
+    image: str = DEFAULT_IMAGE
     http_port: int = 80
     https_port: int = 443
     control_port: int = 8765
@@ -51,6 +61,7 @@ class ProxyStatus(BaseModel):
     generation: str | None
     http_port: int
     routes: list[Route]
+    routing: dict[str, str] = {}  # route key -> "release (deploy N)" as the proxy serves it now
 
 
 @functools.cache
@@ -76,7 +87,10 @@ class Proxy:
 
     def settings(self) -> ProxySettings:
         if self.settings_path.exists():
-            return ProxySettings.model_validate_json(self.settings_path.read_text())
+            settings = ProxySettings.model_validate_json(self.settings_path.read_text())
+            if settings.image in PRE_LUA_IMAGES:
+                settings = settings.model_copy(update={"image": DEFAULT_IMAGE})
+            return settings
         return ProxySettings()
 
     def container(self) -> Container | None:
@@ -111,7 +125,9 @@ class Proxy:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "logs").mkdir(exist_ok=True)
             self.settings_path.write_text(settings.model_dump_json(indent=2))
-            generation = self._render(self.routes.all(), settings)
+            routes = self.routes.all()
+            generation = self._render(routes, settings)
+            self._write_routing_file(render_state(routes))
             self._point_current_at(generation)
             container = self.engine.create(
                 name=settings.name, image=settings.image,
@@ -126,9 +142,12 @@ class Proxy:
         settings = self.settings()
         c = self.engine.get(settings.name)
         running = c is not None and bool(self.engine.state(c).get("Running"))
+        served = self.served() if running else None
         return ProxyStatus(running=running, container=settings.name, image=settings.image,
                            generation=self._live_generation(settings) if running else None,
-                           http_port=settings.http_port, routes=list(self.routes.all().values()))
+                           http_port=settings.http_port, routes=list(self.routes.all().values()),
+                           routing={k: f"{r.release} (deploy {r.deploy})" for k, r in
+                                    (served.routes.items() if served else [])})
 
     def logs(self, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
         c = self.container()
@@ -142,7 +161,8 @@ class Proxy:
 
     # -- changing routes --------------------------------------------------------------------------------
     def apply(self, change: Callable[[dict[str, Route]], None]) -> str:
-        """Change the route table, validate the result with nginx -t, make it live, wait until it is."""
+        """Change the route table. Routing alone goes live through the control endpoint (no reload); a change
+        of structure is validated with nginx -t, then made live by a reload. Returns the live generation."""
         with self._locked():
             settings = self.settings()
             container = self.container()
@@ -154,14 +174,81 @@ class Proxy:
             _check_conflicts(after, settings)
             new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
             _require_free_ports(new_ports, owned=set())
-            generation = self._render(after, settings)
+            state = render_state(after)
+            structure = self._structure(after, settings)
+            live = self._current_generation()
+            if live is not None and self._structure_of(live) == _digest(structure):
+                self._push_routing(state, settings)
+                faults.point("proxy:routed")
+                self._write_routing_file(state)
+                self.routes.save(after)
+                return live
+            generation = self._write_tree(structure, settings)
             self._validate(container, generation)
+            self._push_routing(state, settings)  # the running workers route the new way before the reload
+            faults.point("proxy:routed")
+            self._write_routing_file(state)
             self.routes.save(after)
             self._point_current_at(generation)
             container.kill(signal="HUP")
             self._await_generation(generation, settings, container)
             self._prune_trees(keep=generation)
             return generation
+
+    def served(self) -> RoutingState | None:
+        """The routing the proxy's workers use right now; None when the proxy does not answer."""
+        try:
+            status, _, body = http_get(f"http://127.0.0.1:{self.settings().control_port}/routing", None, 2.0,
+                                       limit=4 << 20)
+        except (OSError, http.client.HTTPException):
+            return None
+        return parse_state(body) if status == 200 else None
+
+    def _push_routing(self, state: str, settings: ProxySettings) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", settings.control_port, timeout=10)
+        try:
+            conn.request("POST", "/routing", body=state.encode(), headers={"Content-Type": "text/plain"})
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace").strip()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ProxyError("the proxy did not take the new routing; nothing was changed",
+                             "see `headway proxy logs`; `headway proxy boot` restarts it", details=str(exc)) from None
+        finally:
+            conn.close()
+        expected = parse_state(state)
+        if resp.status != 200 or expected is None or body != expected.version:
+            raise ProxyError("the proxy did not take the new routing; nothing was changed",
+                             "see `headway proxy logs`; `headway proxy boot` restarts it",
+                             details=f"{resp.status}: {body[:200]}")
+
+    def _write_routing_file(self, state: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.dir / "routing.state", state)
+
+    def resync(self) -> RoutingState | None:
+        """After an interrupted change: make the files on the host say what the proxy serves (the proxy is the
+        truth), and push the files' routing when the proxy lost it. Returns what is served."""
+        with self._locked():
+            served = self.served()
+            routes = self.routes.all()
+            if served is None:
+                return None
+            changed = False
+            for key, route in routes.items():
+                got = served.routes.get(key)
+                if got is None:
+                    continue
+                update = got.apply_to(route)
+                if update != route:
+                    routes[key] = update
+                    changed = True
+            if changed:
+                self.routes.save(routes)
+            state = render_state(routes)
+            if parse_state(state) != served:
+                self._push_routing(state, self.settings())
+            self._write_routing_file(state)
+            return parse_state(state)
 
     def set_route(self, route: Route) -> str:
         def change(routes: dict[str, Route]) -> None:
@@ -173,17 +260,28 @@ class Proxy:
             routes.pop(f"{app}--{environment}", None)
         return self.apply(change)
 
-    def wait_drained(self, timeout: float) -> bool:
-        """Wait until nginx workers from earlier generations have finished their requests."""
+    def wait_drained(self, timeout: float, peers: list[str] | None = None) -> bool:
+        """Wait until the requests in flight to `peers` (ip:port) have finished, and workers of earlier configs
+        with them."""
         container = self.container()
         if container is None:
             return True
+        port = self.settings().control_port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            titles = [p[-1] for p in container.top(ps_args="-eo pid,args").get("Processes") or []]
-            if not any("shutting down" in t for t in titles):
+            busy = False
+            if peers:
+                try:
+                    _, _, body = http_get(f"http://127.0.0.1:{port}/active?peers={','.join(peers)}", None, 2.0)
+                    busy = int(body.strip() or 0) > 0
+                except (OSError, http.client.HTTPException, ValueError):
+                    busy = False
+            if not busy:
+                titles = [p[-1] for p in container.top(ps_args="-eo pid,args").get("Processes") or []]
+                busy = any("shutting down" in t for t in titles)
+            if not busy:
                 return True
-            time.sleep(0.1)  # nginx gives no event when an old worker exits
+            time.sleep(0.05)  # nginx gives no event when a request ends
         return False
 
     # -- internals --------------------------------------------------------------------------------------
@@ -198,16 +296,48 @@ class Proxy:
             os.close(fd)
 
     def _render(self, routes: dict[str, Route], settings: ProxySettings) -> str:
+        return self._write_tree(self._structure(routes, settings), settings)
+
+    def _structure(self, routes: dict[str, Route], settings: ProxySettings) -> str:
+        """The config for these routes, with a placeholder for its generation; routing is not part of it."""
+        self._write_pages(routes)
+        notes = {}
+        for route in routes.values():
+            if route.tls is not None:  # a renewed certificate is a change of structure: nginx reads it on reload
+                notes[route.key] = [f"certificate {_file_digest(self.dir / route.tls.certificate)}"
+                                    f" key {_file_digest(self.dir / route.tls.key)}"]
+        return str(_template().render(
+            generation=PLACEHOLDER, routes=sorted(routes.values(), key=lambda r: r.key), route_notes=notes,
+            http_port=settings.http_port, https_port=settings.https_port, control_port=settings.control_port,
+            drain_timeout=int(settings.drain_timeout), root=MOUNT))
+
+    def _write_tree(self, structure: str, settings: ProxySettings) -> str:
         generation = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
         tree = self.dir / "trees" / generation
         tree.mkdir(parents=True)
-        self._write_pages(routes)
-        text = _template().render(
-            generation=generation, routes=sorted(routes.values(), key=lambda r: r.key),
-            http_port=settings.http_port, https_port=settings.https_port, control_port=settings.control_port,
-            drain_timeout=int(settings.drain_timeout), root=MOUNT)
-        (tree / "nginx.conf").write_text(text)
+        self._install_lua()
+        (tree / "nginx.conf").write_text(structure.replace(PLACEHOLDER, generation))
+        (tree / "structure.sha256").write_text(_digest(structure))
         return generation
+
+    def _install_lua(self) -> None:
+        source = importlib.resources.files("headway.proxy").joinpath("lua/headway.lua").read_text()
+        path = self.dir / "lua" / "headway.lua"
+        if not path.exists() or path.read_text() != source:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, source)
+
+    def _current_generation(self) -> str | None:
+        link = self.dir / "current"
+        if not link.is_symlink():
+            return None
+        return os.readlink(link).rpartition("/")[2] or None
+
+    def _structure_of(self, generation: str) -> str | None:
+        try:
+            return (self.dir / "trees" / generation / "structure.sha256").read_text().strip()
+        except OSError:
+            return None
 
     def _write_pages(self, routes: dict[str, Route]) -> None:
         """Maintenance pages live beside the config, so a proxy restart serves them as they were."""
@@ -282,6 +412,26 @@ class Proxy:
         for old in trees[:-KEEP_TREES]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def maintenance_page(message: str) -> str:

@@ -53,7 +53,10 @@ class Route(BaseModel):
     upstreams: list[str] = Field(default_factory=list)  # ip:port of each live web container
     edge: RouteEdge = RouteEdge()
     tls: RouteTls | None = None
-    maintenance: RouteMaintenance | None = None
+    maintenance: RouteMaintenance | None = None  # on when set
+    # the settings of the last maintenance (allowed addresses, exempt paths), kept when it is turned off so the
+    # next toggle changes only routing, not the config
+    maintenance_rules: RouteMaintenance | None = None
     canary: RouteCanary | None = None
 
     @property

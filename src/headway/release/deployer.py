@@ -22,6 +22,7 @@ from headway.engine.docker import DockerEngine
 from headway.errors import (
     Aborted,
     CanaryFailed,
+    ConfigError,
     HeadwayError,
     HealthCheckFailed,
     NotFound,
@@ -33,9 +34,11 @@ from headway.proxy.nginx import Proxy
 from headway.observe.access_log import AccessLogReader
 from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteTls
 from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
-from headway.release.plan import DeployPlan, plan_deploy, rollback_candidate
+from headway.release.plan import DeployPlan, plan_deploy, plan_to_data, rollback_candidate
 from headway.release.report import RecordingReporter, Reporter
-from headway.state.store import AppState, Current, ReleaseRecord, operator
+from headway import faults
+from headway.state.journal import Journal
+from headway.state.store import AppState, Current, ReleaseRecord, now_iso, operator
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Deployer:
         self.report: Reporter = reporter or RecordingReporter()
         self.gate = HealthGate(engine)
         self.network = L.network_name(target.app, target.environment)
+        self.journal = Journal(state.dir)
         self._tls: RouteTls | None = None  # set by the certificate step of a deploy
 
     # -- queries ----------------------------------------------------------------------------------------
@@ -90,17 +94,24 @@ class Deployer:
         with self.state.lock(f"deploy {version}", wait=self.t.deploy.lock_wait if wait is None else wait):
             started = time.monotonic()
             self._require_proxy()
+            self.reconcile()
             history = self.state.history()
             current = self.state.current()
-            number = self.state.next_number()
-            self._remove_leftovers(number)
-            plan = plan_deploy(self.t, number, version, current, history, self.present_deploys())
+            present = self.present_deploys()
+            number = self.state.allocate_number(present)
+            plan = plan_deploy(self.t, number, version, current, history, present)
             image = f"{self.t.image_repository}:{version}"
             record = ReleaseRecord(number=number, version=version, image=image, config_hash=self.t.config_hash(),
                                    color=plan.color, replicas=plan.replicas, replaced=current.live)
+            op = self.journal.begin("deploy", {"number": number, "record": record.model_dump(mode="json"),
+                                               "plan": plan_to_data(plan),
+                                               "previous": current.model_dump(mode="json")},
+                                    by=record.by, started_at=record.started_at)
+            faults.point("deploy:begin")
             try:
                 with self.report.step("prepare network and accessories"):
                     self.ensure_accessories()
+                faults.point("deploy:accessories")
                 if self.t.tls is not None:
                     with self.report.step(f"certificate for {', '.join(self.t.domains)}"):
                         from headway.proxy.certificates import ensure_certificate
@@ -108,12 +119,14 @@ class Deployer:
                         self._tls = ensure_certificate(self.t, self.proxy, self.report)
                 with self.report.step(f"build image {image}"):
                     self._build(image)
+                faults.point("deploy:built")
                 pre_release = backup_before_release(self.t, self.engine, self.state.dir.parents[2], self.report,
                                                     number) if self.t.config.databases else []
                 try:
                     self._run_release_commands(image, number, version)
                 except ReleaseCommandFailed as exc:
                     raise with_restore_hint(exc, pre_release, self.t.environment) from None
+                faults.point("deploy:released")
                 if self._canary_applies(current):
                     web_name = self.t.web_role.name if self.t.web_role else ""
                     web_plan = replace(plan, start=[s for s in plan.start if s.role == web_name])
@@ -123,20 +136,37 @@ class Deployer:
                     new += self._start_new(rest_plan, image)
                 else:
                     new = self._start_new(plan, image)
+                faults.point("deploy:gated")
                 self._switch(plan, new, version)
+                self.journal.step(op, "switched")
+                faults.point("deploy:switched")
             except BaseException as exc:
                 record.outcome = "failed"
                 record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 record.duration_s = round(time.monotonic() - started, 3)
                 self.state.record(record)
+                self.journal.end(op, "undone", record.error)
                 raise
-            self._retire_after_switch(plan, current)
             record.duration_s = round(time.monotonic() - started, 3)
             self._supersede(current.live)
             self.state.record(record)
             self.state.set_current(Current(live=number, standby=plan.standby, replicas=plan.replicas,
                                            maintenance=current.maintenance))
+            self.journal.step(op, "recorded")
+            faults.point("deploy:recorded")
+            self._retire_after_switch(plan, current)
+            self.journal.end(op, "finished")
             return Outcome(record, self.urls())
+
+    def reconcile(self) -> list[str]:
+        """Finish or undo what an interrupted command left, and make the files agree with what is served.
+        Call with the deploy lock held."""
+        from headway.release.reconcile import Reconciler
+
+        notes = Reconciler(self).run()
+        for note in notes:
+            self.report.info(note)
+        return notes
 
     def _canary_applies(self, current: Current) -> bool:
         """A canary needs a stable release to compare with and a route to split."""
@@ -204,11 +234,6 @@ class Deployer:
         if (self.t.domains or self.t.port) and not self.proxy.is_running():
             raise ProxyError("the headway proxy is not running on this host", "run `headway proxy boot` once")
 
-    def _remove_leftovers(self, number: int) -> None:
-        """Containers of a deploy number that was never recorded (a deploy killed mid-way) are debris."""
-        for c in self.containers(deploy=number):
-            self.engine.remove(c)
-
     def _build(self, image: str) -> None:
         cfg = self.t.config.image
         self.engine.build(context=(self.t.root / cfg.context).resolve(), dockerfile=cfg.dockerfile, tag=image,
@@ -249,6 +274,7 @@ class Deployer:
                                                           plan.color))
                 for c in new:
                     self.engine.start(c)
+            faults.point("deploy:started")
             with self.report.step("health gate"):
                 self._gate(new)
         except BaseException:
@@ -290,6 +316,25 @@ class Deployer:
         for c in containers:
             self.engine.remove(c)
 
+    def routed_peers(self) -> set[str]:
+        """Every ip:port the proxy sends this environment's requests to now (stable and canary)."""
+        served = self.proxy.served()
+        route = served.routes.get(self.route_key) if served else None
+        if route is None:
+            return set()
+        return set(route.peers) | set(route.canary_peers)
+
+    def peer_of(self, container: Container) -> str | None:
+        role = self.t.web_role
+        if role is None or container.labels.get(L.ROLE) != role.name:
+            return None
+        ip = self.engine.ip_address(container, self.network)
+        return f"{ip}:{role.port}" if ip else None
+
+    def _web_only(self, containers: list[Container]) -> list[Container]:
+        web = self.t.web_role.name if self.t.web_role else None
+        return [c for c in containers if web is not None and c.labels.get(L.ROLE) == web]
+
     def _upstreams(self, web: list[Container]) -> list[str]:
         role = self.t.web_role
         out = []
@@ -314,7 +359,8 @@ class Deployer:
                                     connect_timeout=max(1, int(edge.connect_timeout)), gzip=edge.gzip,
                                     security_headers=edge.security_headers, error_pages=pages),
                      tls=self._tls if self._tls is not None else (live.tls if live and self.t.tls else None),
-                     maintenance=live.maintenance if live else None)
+                     maintenance=live.maintenance if live else None,
+                     maintenance_rules=live.maintenance_rules if live else None)
 
     def _switch(self, plan: DeployPlan, new: list[Container], version: str) -> None:
         web_role = self.t.web_role
@@ -326,8 +372,22 @@ class Deployer:
             with self.report.step("switch traffic"):
                 self.proxy.set_route(route)
         except BaseException:
+            if self.serving_deploy() == plan.number:
+                # the proxy took the new routing before the failure: the new release serves, keep it
+                self.report.info("warning: the proxy serves the new release, but did not confirm every change")
+                return
             self._discard(new)
             raise
+
+    def serving_deploy(self) -> int | None:
+        """The deploy number the proxy routes this environment's requests to, as the proxy says."""
+        served = self.proxy.served()
+        route = served.routes.get(self.route_key) if served else None
+        return route.deploy if route is not None else None
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.t.app}--{self.t.environment}"
 
     def _retire_after_switch(self, plan: DeployPlan, current: Current) -> None:
         """The new release serves already: a failure to clean up the old one is reported, not fatal."""
@@ -338,14 +398,20 @@ class Deployer:
 
     def _retire(self, plan: DeployPlan, current: Current) -> None:
         with self.report.step("drain and stop the previous release"):
-            self.proxy.wait_drained(self.t.deploy.drain_timeout)
+            retired_web = [c for n in plan.retire for c in self.containers(deploy=n, include_stopped=False)
+                           if n != plan.standby]
+            self.proxy.wait_drained(self.t.deploy.drain_timeout, self._upstreams(self._web_only(retired_web)))
+            routed = self.routed_peers()
             for number in plan.retire:
                 for c in self.containers(deploy=number, include_stopped=False):
                     if number == plan.standby and c.labels.get(L.ROLE) == (self.t.web_role.name if
                                                                            self.t.web_role else None):
                         continue  # the warm standby keeps its web containers running
+                    if self.peer_of(c) in routed:
+                        continue  # never stop what the proxy routes to
                     self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout
                                      if c.labels[L.ROLE] in self.t.roles else 10)
+                    faults.point("retire:stopped")
         if plan.prune:
             with self.report.step(f"prune releases {', '.join(map(str, plan.prune))}"):
                 kept_images = {c.labels.get(L.RELEASE) for c in self.containers()
@@ -406,6 +472,7 @@ class Deployer:
                              else wait):
             started = time.monotonic()
             switched_at = 0.0
+            self.reconcile()
             current = self.state.current()
             present = self.present_deploys()
             if ref is None:
@@ -427,24 +494,10 @@ class Deployer:
             web_role = self.t.web_role
             web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
             others = [c for c in containers if c not in web]
-            # web first: traffic moves as soon as the web containers pass; the other roles follow
-            for group, label in ((web, "web"), (others, "other roles")):
-                if not group:
-                    continue
-                with self.report.step(f"start {label} of release {target_rec.version} (deploy {number})"):
-                    for c in group:
-                        if c.status != "running":  # a warm standby is running already
-                            self.engine.start(c)
-                with self.report.step(f"health gate ({label})"):
-                    self._gate(group)
-                route = self._route_for(web, target_rec.version, number) if group is web else None
-                if route is not None:
-                    with self.report.step("switch traffic"):
-                        self.proxy.set_route(route)
-                    switched_at = time.monotonic() - started
-            record = ReleaseRecord(number=self.state.next_number(), action="rollback", version=target_rec.version,
-                                   image=target_rec.image, config_hash=target_rec.config_hash,
-                                   color=target_rec.color, rollback_of=current.live, target=number,
+            record = ReleaseRecord(number=self.state.allocate_number(), action="rollback", outcome="done",
+                                   version=target_rec.version, image=target_rec.image,
+                                   config_hash=target_rec.config_hash, color=target_rec.color,
+                                   rollback_of=current.live, target=number,
                                    replicas={r: sum(1 for c in containers if c.labels.get(L.ROLE) == r)
                                              for r in self.t.roles})
             standby = current.live if self.t.deploy.warm_standby else None
@@ -452,25 +505,76 @@ class Deployer:
                               replicas=record.replicas,
                               retire=[n for n in (current.live, current.standby) if n is not None and n != number],
                               standby=standby)
-            self._retire_after_switch(plan, current)
+            op = self.journal.begin("rollback", {
+                "number": number, "record": record.model_dump(mode="json"), "plan": plan_to_data(plan),
+                "previous": current.model_dump(mode="json"),
+                "running_before": [c.name for c in containers if c.status == "running"]},
+                by=record.by, started_at=record.started_at)
+            faults.point("rollback:begin")
+            switched = False
+            try:
+                # web first: traffic moves as soon as the web containers pass; the other roles follow
+                for group, label in ((web, "web"), (others, "other roles")):
+                    if not group:
+                        continue
+                    with self.report.step(f"start {label} of release {target_rec.version} (deploy {number})"):
+                        for c in group:
+                            if c.status != "running":  # a warm standby is running already
+                                self.engine.start(c)
+                    with self.report.step(f"health gate ({label})"):
+                        self._gate(group)
+                    route = self._route_for(web, target_rec.version, number) if group is web else None
+                    if route is not None:
+                        with self.report.step("switch traffic"):
+                            self.proxy.set_route(route)
+                        switched_at = time.monotonic() - started
+                        switched = True
+                        self.journal.step(op, "switched")
+                        faults.point("rollback:switched")
+            except BaseException as exc:
+                if not switched and self.serving_deploy() != number:
+                    self._stop_unless(containers, op.plan["running_before"])
+                    self.journal.end(op, "undone", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    raise
+                self.report.info(f"warning: release {target_rec.version} serves, but: {exc}")
             record.duration_s = round(switched_at, 3)
-            if current.live is not None:
-                for rec in self.state.history():
-                    if rec.number == current.live:
-                        self.state.record(rec.model_copy(update={"outcome": "rolled-back"}))
-            self.state.record(record)
-            self.state.set_current(Current(live=number, standby=standby, replicas=record.replicas,
-                                           maintenance=current.maintenance))
+            self._record_rollback(record, current, plan)
+            self.journal.step(op, "recorded")
+            faults.point("rollback:recorded")
+            self._retire_after_switch(plan, current)
+            self.journal.end(op, "finished")
             return Outcome(record, self.urls())
+
+    def _record_rollback(self, record: ReleaseRecord, current: Current, plan: DeployPlan) -> None:
+        for rec in self.state.history():
+            if rec.action != "deploy":
+                continue
+            if rec.number == current.live or (rec.outcome == "live" and rec.number != plan.number):
+                self.state.record(rec.model_copy(update={"outcome": "rolled-back"}))
+            elif rec.number == plan.number and rec.outcome != "live":
+                self.state.record(rec.model_copy(update={"outcome": "live"}))
+        self.state.record(record)
+        self.state.set_current(Current(live=plan.number, standby=plan.standby, replicas=record.replicas,
+                                       maintenance=current.maintenance))
+
+    def _stop_unless(self, containers: list[Container], keep_running: list[str]) -> None:
+        """Undo of a start: stop what was not running before (and is not routed to)."""
+        routed = self.routed_peers()
+        for c in containers:
+            if c.name in keep_running or self.peer_of(c) in routed:
+                continue
+            role = self.t.roles.get(c.labels.get(L.ROLE, ""))
+            self.engine.stop(c, role.stop_timeout if role else 10)
 
     # -- scale ------------------------------------------------------------------------------------------
     def scale(self, counts: dict[str, int], *, wait: float | None = None) -> dict[str, int]:
         for role, n in counts.items():
             if role not in self.t.roles:
-                raise HeadwayError(f"no role {role!r} in headway.yml", f"roles: {', '.join(self.t.roles)}")
+                raise ConfigError(f"no role {role!r} in headway.yml", f"roles: {', '.join(self.t.roles)}")
             if not 0 <= n <= 100:
-                raise HeadwayError(f"{role}={n}: replicas must be between 0 and 100", "use e.g. web=3")
+                raise ConfigError(f"{role}={n}: replicas must be between 0 and 100", "use e.g. web=3")
         with self.state.lock("scale", wait=self.t.deploy.lock_wait if wait is None else wait):
+            self.reconcile()
             current = self._require_live()
             live = current.live
             assert live is not None
@@ -479,53 +583,75 @@ class Deployer:
             for c in self.containers(deploy=live, include_stopped=False):
                 by_role[c.labels[L.ROLE]].append(c)
             web_role = self.t.web_role.name if self.t.web_role else None
-            added: list[Container] = []
+            stale = [c for c in self.containers(deploy=live) if c.status != "running"]
+            create: list[tuple[str, str]] = []
             removed: list[Container] = []
-            with self.report.step("start new containers"):
-                for role, n in counts.items():
-                    have = by_role[role]
-                    if n > len(have):
-                        used = {int((c.name or "0").rsplit("-", 1)[-1]) for c in self.containers(deploy=live,
-                                                                                                role=role)}
-                        index = max(used, default=0)
-                        for _ in range(n - len(have)):
-                            index += 1
-                            for stale in self.containers(deploy=live, role=role):
-                                if stale.name == L.container_name(self.t.app, self.t.environment, role, live,
-                                                                  index):
-                                    self.engine.remove(stale)
-                            c = self._create_app_container(
-                                L.container_name(self.t.app, self.t.environment, role, live, index),
-                                self.t.roles[role], rec.image, rec.version, live, rec.color)
-                            self.engine.start(c)
-                            added.append(c)
-                    elif n < len(have):
-                        removed.extend(sorted(have, key=lambda c: c.name or "")[n:])
+            for role, n in counts.items():
+                have = by_role[role]
+                if n > len(have):
+                    used = {int((c.name or "0").rsplit("-", 1)[-1]) for c in self.containers(deploy=live,
+                                                                                            role=role)}
+                    index = max(used, default=0)
+                    for _ in range(n - len(have)):
+                        index += 1
+                        create.append((role, L.container_name(self.t.app, self.t.environment, role, live, index)))
+                elif n < len(have):
+                    removed.extend(sorted(have, key=lambda c: c.name or "")[n:])
+            op = self.journal.begin("scale", {"live": live, "counts": counts, "create": [n for _, n in create],
+                                              "remove": [c.name for c in removed]},
+                                    by=operator(), started_at=now_iso())
+            faults.point("scale:begin")
+            added: list[Container] = []
             try:
+                with self.report.step("start new containers"):
+                    for c in stale:
+                        if c.name in {n for _, n in create}:
+                            self.engine.remove(c)
+                    for role, name in create:
+                        c = self._create_app_container(name, self.t.roles[role], rec.image, rec.version, live,
+                                                       rec.color)
+                        self.engine.start(c)
+                        added.append(c)
+                faults.point("scale:started")
                 with self.report.step("health gate"):
                     self._gate(added)
-            except BaseException:
-                self._discard(added)
-                raise
-            keep = [c for c in self.containers(deploy=live, include_stopped=False) if c not in removed
-                    and c.id not in {r.id for r in removed}]
-            if web_role and any(c.labels[L.ROLE] == web_role for c in added + removed):
-                web = [c for c in keep if c.labels[L.ROLE] == web_role]
-                route = self._route_for(web, rec.version, live)
-                if route is not None:
-                    with self.report.step("update proxy"):
-                        self.proxy.set_route(route)
+                keep = [c for c in self.containers(deploy=live, include_stopped=False)
+                        if c.id not in {r.id for r in removed}]
+                if web_role and any(c.labels[L.ROLE] == web_role for c in added + removed):
+                    web = [c for c in keep if c.labels[L.ROLE] == web_role]
+                    route = self._route_for(web, rec.version, live)
+                    if route is not None:
+                        with self.report.step("update proxy"):
+                            self.proxy.set_route(route)
+            except BaseException as exc:
+                routed = self.routed_peers()
+                if not any(self.peer_of(c) in routed for c in added) or not routed:
+                    self._discard(added)
+                    self.journal.end(op, "undone", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    raise
+                self.report.info(f"warning: the proxy serves the new containers, but: {exc}")
+            self.journal.step(op, "switched")
+            faults.point("scale:switched")
             if removed:
                 with self.report.step(f"drain and stop {len(removed)} container(s)"):
-                    self.proxy.wait_drained(self.t.deploy.drain_timeout)
-                    for c in removed:
-                        self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout)
-                        self.engine.remove(c)
+                    self.proxy.wait_drained(self.t.deploy.drain_timeout, self._upstreams(self._web_only(removed)))
+                    self._remove_unrouted(removed)
             replicas = {**current.replicas, **counts}
             self.state.set_current(current.model_copy(update={"replicas": replicas}))
-            self.state.record(ReleaseRecord(number=self.state.next_number(), action="scale", version=rec.version,
-                                            image=rec.image, color=rec.color, replicas=replicas, target=live))
+            self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="scale",
+                                            outcome="done", version=rec.version, image=rec.image, color=rec.color,
+                                            replicas=replicas, target=live))
+            self.journal.end(op, "finished")
             return replicas
+
+    def _remove_unrouted(self, containers: list[Container]) -> None:
+        routed = self.routed_peers()
+        for c in containers:
+            if self.peer_of(c) in routed:
+                continue
+            role = self.t.roles.get(c.labels.get(L.ROLE, ""))
+            self.engine.stop(c, role.stop_timeout if role else 10)
+            self.engine.remove(c)
 
     def _require_live(self) -> Current:
         current = self.state.current()
@@ -538,46 +664,80 @@ class Deployer:
     def stop(self, *, lock: bool = True) -> None:
         """Take the environment out of the proxy and stop it (`lock=False`: the caller holds the deploy lock)."""
         with self.state.lock("stop") if lock else nullcontext():
+            if lock:
+                self.reconcile()
             current = self._require_live()
             assert current.live is not None
             rec = self.state.find(current.live)
+            op = self.journal.begin("stop", {"live": current.live}, by=operator(), started_at=now_iso())
             route = self._route_for([], rec.version, current.live)
             if route is not None:
                 with self.report.step("take out of the proxy"):
                     self.proxy.set_route(route)
+            self.journal.step(op, "switched")
+            faults.point("stop:switched")
             with self.report.step("drain and stop containers"):
-                self.proxy.wait_drained(self.t.deploy.drain_timeout)
-                for c in self.containers(include_stopped=False):
-                    self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout
-                                     if c.labels.get(L.ROLE) in self.t.roles else 10)
-            self.state.set_current(current.model_copy(update={"stopped": True, "standby": None}))
-            self.state.record(ReleaseRecord(number=self.state.next_number(), action="stop", version=rec.version,
-                                            image=rec.image, target=current.live))
+                self.proxy.wait_drained(self.t.deploy.drain_timeout,
+                                        self._upstreams(self._web_only(self.containers(include_stopped=False))))
+                self._stop_all()
+            self._record_stopped(current)
+            self.journal.end(op, "finished")
+
+    def _stop_all(self) -> None:
+        routed = self.routed_peers()
+        for c in self.containers(include_stopped=False):
+            if self.peer_of(c) in routed:
+                continue
+            self.engine.stop(c, self.t.roles[c.labels[L.ROLE]].stop_timeout
+                             if c.labels.get(L.ROLE) in self.t.roles else 10)
+
+    def _record_stopped(self, current: Current) -> None:
+        assert current.live is not None
+        rec = self.state.find(current.live)
+        self.state.set_current(current.model_copy(update={"stopped": True, "standby": None}))
+        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="stop", outcome="done", version=rec.version,
+                                        image=rec.image, target=current.live))
 
     def start(self, *, lock: bool = True) -> None:
         """Start the live release again (`lock=False`: the caller holds the deploy lock)."""
         with self.state.lock("start") if lock else nullcontext():
+            if lock:
+                self.reconcile()
             current = self._require_live()
             assert current.live is not None
             rec = self.state.find(current.live)
-            with self.report.step("start accessories"):
-                self.ensure_accessories()
-            containers = self.containers(deploy=current.live)
-            with self.report.step(f"start {len(containers)} container(s)"):
-                for c in containers:
-                    if not self.engine.state(c).get("Running"):
-                        self.engine.start(c)
-            with self.report.step("health gate"):
-                self._gate(containers)
-            web_role = self.t.web_role
-            web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
-            route = self._route_for(web, rec.version, current.live)
-            if route is not None:
-                with self.report.step("switch traffic"):
-                    self.proxy.set_route(route)
-            self.state.set_current(current.model_copy(update={"stopped": False}))
-            self.state.record(ReleaseRecord(number=self.state.next_number(), action="start", version=rec.version,
-                                            image=rec.image, target=current.live))
+            op = self.journal.begin("start", {"live": current.live}, by=operator(), started_at=now_iso())
+            try:
+                with self.report.step("start accessories"):
+                    self.ensure_accessories()
+                containers = self.containers(deploy=current.live)
+                with self.report.step(f"start {len(containers)} container(s)"):
+                    for c in containers:
+                        if not self.engine.state(c).get("Running"):
+                            self.engine.start(c)
+                faults.point("start:started")
+                with self.report.step("health gate"):
+                    self._gate(containers)
+                web_role = self.t.web_role
+                web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
+                route = self._route_for(web, rec.version, current.live)
+                if route is not None:
+                    with self.report.step("switch traffic"):
+                        self.proxy.set_route(route)
+            except BaseException as exc:
+                self.journal.end(op, "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise
+            self.journal.step(op, "switched")
+            faults.point("start:switched")
+            self._record_started(current)
+            self.journal.end(op, "finished")
+
+    def _record_started(self, current: Current) -> None:
+        assert current.live is not None
+        rec = self.state.find(current.live)
+        self.state.set_current(current.model_copy(update={"stopped": False}))
+        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="start", outcome="done", version=rec.version,
+                                        image=rec.image, target=current.live))
 
     def remove(self, *, volumes: bool = False, confirmed: bool = False) -> list[str]:
         if not confirmed:

@@ -5,7 +5,8 @@ Computed from the current state alone, so it can be checked without Docker; the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from headway.config.resolve import Target
 from headway.engine import labels as L
@@ -68,3 +69,13 @@ def rollback_candidate(history: list[ReleaseRecord], current: Current, present: 
                 and rec.number in present and (current.live is None or rec.number < current.live):
             return rec.number
     return None
+
+
+def plan_to_data(plan: DeployPlan) -> dict[str, Any]:
+    return asdict(plan)
+
+
+def plan_from_data(data: dict[str, Any]) -> DeployPlan:
+    fields = dict(data)
+    fields["start"] = [NewContainer(**c) for c in data.get("start", [])]
+    return DeployPlan(**fields)

@@ -34,7 +34,8 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-Outcome = Literal["live", "failed", "superseded", "rolled-back"]
+# a deploy is live, superseded, rolled-back, failed or interrupted; the other actions are done
+Outcome = Literal["live", "failed", "superseded", "rolled-back", "interrupted", "done"]
 Action = Literal["deploy", "rollback", "scale", "stop", "start"]
 
 
@@ -104,8 +105,23 @@ class AppState:
             os.fsync(fh.fileno())
 
     def next_number(self) -> int:
+        """The number the next allocation would give (for display; allocate with `allocate_number`)."""
         hist = self.history()
-        return (hist[-1].number + 1) if hist else 1
+        return max(self._stored_next(), (hist[-1].number + 1) if hist else 1)
+
+    def _stored_next(self) -> int:
+        try:
+            return int((self.dir / "next-number").read_text().strip() or 1)
+        except (OSError, ValueError):
+            return 1
+
+    def allocate_number(self, seen: set[int] | None = None) -> int:
+        """A new deploy/history number, written down before it is used, so it is never given out twice (even
+        when the process dies right after). `seen`: numbers found on the engine's objects, also never reused."""
+        self._ensure()
+        number = max(self.next_number(), max(seen or {0}) + 1)
+        _atomic_write(self.dir / "next-number", str(number + 1))
+        return number
 
     def find(self, ref: str | int) -> ReleaseRecord:
         """A release by deploy number or version."""
@@ -131,7 +147,7 @@ class AppState:
         _atomic_write(self.dir / "current.json", cur.model_dump_json(indent=2))
 
     def forget(self) -> None:
-        for name in ("current.json", "releases.jsonl"):
+        for name in ("current.json", "releases.jsonl", "journal.jsonl"):
             (self.dir / name).unlink(missing_ok=True)
 
     # -- lock -------------------------------------------------------------------------------------------
@@ -196,7 +212,10 @@ def _read_lock(path: Path) -> LockInfo | None:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

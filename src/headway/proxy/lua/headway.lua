@@ -1,0 +1,229 @@
+-- headway's routing inside the proxy: where each app's requests go, changed without a reload.
+--
+-- headway posts the whole routing state (one line per app and environment) to the control endpoint; it is
+-- kept in a shared dictionary that every worker reads, and that survives a reload. At start-up the state is
+-- read from the file headway writes beside the config, so a restarted proxy serves what it served before.
+--
+-- State format, one record per line, fields separated by single spaces, text fields URI-escaped:
+--   v <version>
+--   r <key> <release> <deploy> <peers|-> <canary release|-> <canary deploy> <canary peers|-> <weight> <sticky> <maint>
+
+local M = {}
+
+local dict = ngx.shared.headway
+local cached_version, cached_routes = nil, {}
+local next_index = {}
+
+local function peers_of(field)
+    local out = {}
+    if field == nil or field == "-" then
+        return out
+    end
+    for addr in field:gmatch("[^,]+") do
+        local host, port = addr:match("^(.+):(%d+)$")
+        if host then
+            out[#out + 1] = { addr = addr, host = host, port = tonumber(port) }
+        end
+    end
+    return out
+end
+
+local function unescape(field)
+    if field == nil or field == "-" then
+        return ""
+    end
+    return ngx.unescape_uri(field)
+end
+
+-- returns routes, version; version is nil when the text is not a state
+function M.parse(text)
+    local routes, version = {}, nil
+    for line in text:gmatch("[^\n]+") do
+        local f = {}
+        for word in line:gmatch("%S+") do
+            f[#f + 1] = word
+        end
+        if f[1] == "v" and f[2] then
+            version = f[2]
+        elseif f[1] == "r" and #f >= 11 then
+            routes[f[2]] = {
+                release = unescape(f[3]),
+                deploy = f[4],
+                peers = peers_of(f[5]),
+                canary_release = unescape(f[6]),
+                canary_deploy = f[7],
+                canary_peers = peers_of(f[8]),
+                weight = tonumber(f[9]) or 0,
+                sticky = f[10],
+                maintenance = f[11] == "1",
+            }
+        elseif f[1] ~= nil then
+            return {}, nil
+        end
+    end
+    return routes, version
+end
+
+local function routes()
+    local version = dict:get("version")
+    if version ~= cached_version then
+        local parsed, parsed_version = M.parse(dict:get("state") or "")
+        cached_routes, cached_version = parsed, parsed_version
+    end
+    return cached_routes
+end
+
+-- init_by_lua (master process): the state headway last wrote, unless the dictionary already holds a newer
+-- one (a reload keeps the dictionary)
+function M.load_file(path)
+    local fh = io.open(path, "r")
+    if not fh then
+        return
+    end
+    local text = fh:read("*a")
+    fh:close()
+    local _, version = M.parse(text)
+    if version and not dict:get("version") then
+        dict:set("state", text)
+        dict:set("version", version)
+    end
+end
+
+-- access phase of an app's locations: maintenance, canary split, stopped environments
+function M.access(key, allowed, exempt)
+    local r = routes()[key]
+    if r == nil then
+        ngx.status = 503
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.say("no release is routed here yet")
+        return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
+    end
+    if r.maintenance and not allowed and not exempt then
+        return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE) -- error_page 503 shows the maintenance page
+    end
+    local peers, release = r.peers, r.release
+    if r.weight > 0 and #r.canary_peers > 0 then
+        local id
+        local cookie = ngx.var.cookie_headway_id
+        if r.sticky == "cookie" then
+            id = cookie or ngx.var.request_id
+            if not cookie then
+                ngx.ctx.set_cookie = "headway_id=" .. id .. "; Path=/; HttpOnly; SameSite=Lax"
+            end
+        elseif r.sticky == "ip" then
+            id = ngx.var.remote_addr
+        else
+            id = ngx.var.request_id
+        end
+        if ngx.crc32_long(id) % 100 < r.weight then
+            peers, release = r.canary_peers, r.canary_release
+        end
+    end
+    ngx.var.headway_release = release
+    if #peers == 0 then
+        ngx.status = 503
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.say(key:gsub("%-%-", "/", 1) .. " is stopped")
+        return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
+    end
+    ngx.ctx.key = key
+    ngx.ctx.peers = peers
+end
+
+-- balancer phase: round robin over the chosen peers; a retry moves to the next one
+function M.balance()
+    local balancer = require("ngx.balancer")
+    local ctx = ngx.ctx
+    local peers = ctx.peers
+    if peers == nil or #peers == 0 then
+        return ngx.exit(ngx.HTTP_BAD_GATEWAY)
+    end
+    local n = #peers
+    if ctx.index == nil then
+        local i = (next_index[ctx.key] or 0) % n + 1
+        next_index[ctx.key] = i
+        ctx.index = i
+        if n > 1 then
+            balancer.set_more_tries(math.min(n, 3) - 1)
+        end
+    else
+        ctx.index = ctx.index % n + 1
+    end
+    local peer = peers[ctx.index]
+    if ctx.peer then
+        dict:incr("a:" .. ctx.peer, -1, 0)
+    end
+    dict:incr("a:" .. peer.addr, 1, 0)
+    ctx.peer = peer.addr
+    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    if not ok then
+        ngx.log(ngx.ERR, "headway: cannot route to ", peer.addr, ": ", err)
+        return ngx.exit(ngx.HTTP_BAD_GATEWAY)
+    end
+end
+
+-- header filter: the sticky-canary cookie, beside the app's own cookies
+function M.header()
+    local cookie = ngx.ctx.set_cookie
+    if cookie then
+        local existing = ngx.header["Set-Cookie"]
+        if existing == nil then
+            ngx.header["Set-Cookie"] = cookie
+        elseif type(existing) == "table" then
+            existing[#existing + 1] = cookie
+            ngx.header["Set-Cookie"] = existing
+        else
+            ngx.header["Set-Cookie"] = { existing, cookie }
+        end
+    end
+end
+
+-- log phase: the request is over, its peer has one request fewer in flight
+function M.log()
+    local peer = ngx.ctx.peer
+    if peer then
+        dict:incr("a:" .. peer, -1, 0)
+    end
+end
+
+-- control endpoint: GET shows the state served now; POST replaces it
+function M.control()
+    if ngx.req.get_method() == "POST" then
+        ngx.req.read_body()
+        local text = ngx.req.get_body_data()
+        if text == nil then
+            local path = ngx.req.get_body_file()
+            if path then
+                local fh = io.open(path, "r")
+                if fh then
+                    text = fh:read("*a")
+                    fh:close()
+                end
+            end
+        end
+        local _, version = M.parse(text or "")
+        if version == nil then
+            ngx.status = 400
+            ngx.say("not a routing state")
+            return ngx.exit(400)
+        end
+        dict:set("state", text)
+        dict:set("version", version)
+        ngx.say(version)
+        return
+    end
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print(dict:get("state") or "")
+end
+
+-- control endpoint: requests in flight to the given peers (?peers=ip:port,ip:port)
+function M.active()
+    local total = 0
+    for addr in (ngx.var.arg_peers or ""):gmatch("[^,]+") do
+        total = total + math.max(0, dict:get("a:" .. addr) or 0)
+    end
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.say(total)
+end
+
+return M
