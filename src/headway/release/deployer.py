@@ -695,8 +695,8 @@ class Deployer:
         assert current.live is not None
         rec = self.state.find(current.live)
         self.state.set_current(current.model_copy(update={"stopped": True, "standby": None}))
-        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="stop", outcome="done", version=rec.version,
-                                        image=rec.image, target=current.live))
+        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="stop", outcome="done",
+                                        version=rec.version, image=rec.image, target=current.live))
 
     def start(self, *, lock: bool = True) -> None:
         """Start the live release again (`lock=False`: the caller holds the deploy lock)."""
@@ -736,8 +736,8 @@ class Deployer:
         assert current.live is not None
         rec = self.state.find(current.live)
         self.state.set_current(current.model_copy(update={"stopped": False}))
-        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="start", outcome="done", version=rec.version,
-                                        image=rec.image, target=current.live))
+        self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="start", outcome="done",
+                                        version=rec.version, image=rec.image, target=current.live))
 
     def remove(self, *, volumes: bool = False, confirmed: bool = False) -> list[str]:
         if not confirmed:
