@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from headway.cli.render import ConsoleReporter, err_console, out_console, print_json
+from headway.cli.render import ConsoleReporter, Table, err_console, escape, out_console, print_json
 from headway.errors import ConfigError, ExitCode, HeadwayError
 
 env_option = click.option("-e", "--environment", "environment", required=True, metavar="ENV",

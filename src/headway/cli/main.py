@@ -7,16 +7,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import click
-import docker.errors
-from rich.table import Table
 
 from headway import __version__
-from headway.cli.render import ConsoleReporter, err_console, out_console, print_error, print_json
+from headway.cli.render import ConsoleReporter, Table, err_console, out_console, print_error, print_json
 from headway.cli.db import db
 from headway.cli.tls import tls
 from headway.errors import ExitCode, HeadwayError
-from headway.service import Headway
+
+if TYPE_CHECKING:
+    from headway.proxy.nginx import Proxy
+    from headway.service import Headway
+
+
+def _proxy_only(state_dir: str | None) -> Proxy:
+    from headway.service import Headway
+
+    return Headway.proxy_only(state_dir)
 
 
 class Context:
@@ -25,6 +34,8 @@ class Context:
         self.state_dir = state_dir
 
     def headway(self, environment: str, reporter: ConsoleReporter | None = None) -> Headway:
+        from headway.service import Headway
+
         return Headway.open(environment, config=self.config, state_dir=self.state_dir, reporter=reporter)
 
 
@@ -323,7 +334,7 @@ def proxy() -> None:
 def proxy_boot(obj: Context, image: str | None, http_port: int | None, https_port: int | None,
                control_port: int | None, name: str | None, as_json: bool) -> None:
     """Start the proxy (idempotent); it serves every route recorded on this host."""
-    st = Headway.proxy_only(obj.state_dir).boot(image=image, http_port=http_port, https_port=https_port,
+    st = _proxy_only(obj.state_dir).boot(image=image, http_port=http_port, https_port=https_port,
                                                 control_port=control_port, name=name)
     if as_json:
         print_json(st.model_dump())
@@ -337,7 +348,7 @@ def proxy_boot(obj: Context, image: str | None, http_port: int | None, https_por
 @pass_ctx
 def proxy_status(obj: Context, as_json: bool) -> None:
     """Whether the proxy runs, its config generation and its routes."""
-    st = Headway.proxy_only(obj.state_dir).status()
+    st = _proxy_only(obj.state_dir).status()
     if as_json:
         print_json(st.model_dump())
         return
@@ -357,7 +368,7 @@ def proxy_status(obj: Context, as_json: bool) -> None:
 @pass_ctx
 def proxy_logs(obj: Context, follow: bool, access: bool, tail: int) -> None:
     """nginx's error log, or with --access the JSON access log."""
-    px = Headway.proxy_only(obj.state_dir)
+    px = _proxy_only(obj.state_dir)
     lines = _tail_file(px.access_log, tail, follow) if access else px.logs(follow=follow, tail=tail)
     for line in lines:
         sys.stdout.write(line + "\n")
@@ -396,12 +407,12 @@ def main() -> None:
     except HeadwayError as exc:
         print_error(exc)
         sys.exit(int(exc.exit_code))
-    except docker.errors.DockerException as exc:
-        if os.environ.get("HEADWAY_DEBUG"):
-            raise
-        print_error(HeadwayError(f"Docker refused: {exc}", "see the message; set HEADWAY_DEBUG=1 for a trace"))
-        sys.exit(ExitCode.FAILURE)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("docker.") or os.environ.get("HEADWAY_DEBUG"):
+            raise
+        print_error(HeadwayError(f"Docker refused: {exc}", "see the message; set HEADWAY_DEBUG=1 for a trace"))
+        sys.exit(ExitCode.FAILURE)
     sys.exit(0)

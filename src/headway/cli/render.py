@@ -9,15 +9,41 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from headway.errors import HeadwayError
 from headway.release.report import RecordingReporter, Step
 
 _WIDTH = None if sys.stdout.isatty() else 160  # tables piped to a file or CI keep whole names
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: `headway --version` and friends never import rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+err_console: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out_console: Any = _LazyConsole(highlight=False, soft_wrap=True, width=_WIDTH)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def Table(*columns: str, **options: Any) -> Any:  # noqa: N802 - stands in for rich's class
+    from rich.table import Table as RichTable
+
+    return RichTable(*columns, **options)
 
 
 class ConsoleReporter(RecordingReporter):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
-from headway.cli.render import ConsoleReporter, err_console, out_console, print_json
+from headway.cli.render import ConsoleReporter, Table, err_console, out_console, print_json
 
 
 def _proxy(obj: Any) -> Any:
