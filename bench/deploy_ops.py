@@ -9,17 +9,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import SteadyLoad
+from bench.loadgen import is_failure
 from headway.engine import labels as L
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +78,7 @@ def wait_serving(url: str, timeout: float) -> dict[str, Any]:
         try:
             status, body = get_once(url)
             if status == 200:
-                return json.loads(body)
+                return dict(json.loads(body))
             last = f"HTTP {status}"
         except (OSError, http.client.HTTPException, ValueError) as exc:
             last = type(exc).__name__
@@ -87,6 +91,151 @@ def stamp(app_dir: Path, text: str) -> None:
     (app_dir / "app" / "build_stamp.txt").write_text(text + "\n")
 
 
+# -- load clients, each in its own process ----------------------------------------------------------------
+Timeline = list[tuple[float, float, str, str | None]]  # (sent, answered, status or error, release)
+
+
+@dataclass
+class ClientSpec:
+    """One load client: `python -m bench.netload` run on the host, or inside a namespace (`prefix`)."""
+
+    label: str  # "strict" or "retrying"
+    url: str
+    rate: float
+    strict: bool = True
+    prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", NS]
+    maintenance_marker: str | None = None
+
+
+@dataclass
+class ClientRun:
+    spec: ClientSpec
+    summary: dict[str, Any]
+    timeline: Timeline
+    started: float
+
+    @property
+    def failed(self) -> int:
+        return int(self.summary["non_2xx"]) + int(self.summary["errors"])
+
+    def report(self, t0: float) -> dict[str, Any]:
+        """Summary, failed requests (the first 200, seconds after t0) and the window they fell in."""
+        failed = [(sent, end, status) for sent, end, status, _ in sorted(self.timeline) if is_failure(status)]
+        failures: list[dict[str, Any]] = [{"t_s": round(end - t0, 3), "sent_t_s": round(sent - t0, 3),
+                                           "status": status} for sent, end, status in failed]
+        return {"label": self.spec.label, "strict": self.spec.strict, "url": self.spec.url,
+                "rate_rps": self.spec.rate, **self.summary, "failed": self.failed,
+                "failed_statuses": {k: v for k, v in self.summary["statuses"].items() if is_failure(k)},
+                "failure_window_s": [round(failed[0][1] - t0, 3), round(max(f[1] for f in failed) - t0, 3)]
+                if failed else None,
+                "failures": failures[:200], "load_started_before_op_s": round(t0 - self.started, 3)}
+
+
+class LoadClient:
+    def __init__(self, spec: ClientSpec, *, max_seconds: float, min_requests: int) -> None:
+        self.spec = spec
+        self.max_seconds = max_seconds
+        argv = [*spec.prefix, sys.executable, "-m", "bench.netload", spec.url, "--rate", f"{spec.rate:g}",
+                "--max-seconds", f"{max_seconds:g}", "--min-requests", str(min_requests)]
+        if not spec.strict:
+            argv.append("--retrying")
+        if spec.maintenance_marker:
+            argv += ["--maintenance-marker", spec.maintenance_marker]
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in result() or kill()
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _event(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=max(0.1, timeout))
+        except queue.Empty:
+            line = None
+        if line is None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+            self._stderr.seek(0)
+            why = self._stderr.read()[-1500:]
+            self.kill()
+            raise RuntimeError(f"load client {self.spec.label} ({self.spec.url}) gave no answer: {why}")
+        return dict(json.loads(line))
+
+    def wait_flowing(self, timeout: float = 40.0) -> dict[str, Any]:
+        return self._event(timeout)
+
+    def ask_stop(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("stop\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def result(self) -> ClientRun:
+        msg = self._event(self.max_seconds + 30)
+        self.proc.wait(timeout=30)
+        self._stderr.close()
+        timeline = [(float(a), float(b), str(st), rel) for a, b, st, rel in msg["timeline"]]
+        return ClientRun(self.spec, msg["summary"], timeline, float(msg["started"]))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        if not self._stderr.closed:
+            self._stderr.close()
+
+
+class LoadSession:
+    """Every client started together; `start` returns once each has completed one second of requests. The
+    first client is the headline one: the others run for as long (their minimum scaled by their rate)."""
+
+    def __init__(self, clients: list[ClientSpec], *, max_seconds: float, min_requests: int) -> None:
+        self.specs = clients
+        self.max_seconds = max_seconds
+        self.min_requests = min_requests
+        self.clients: list[LoadClient] = []
+
+    def start(self) -> None:
+        base = self.specs[0].rate
+        try:
+            for spec in self.specs:
+                self.clients.append(LoadClient(spec, max_seconds=self.max_seconds,
+                                               min_requests=int(self.min_requests * spec.rate / base)))
+            for c in self.clients:
+                c.wait_flowing()
+        except BaseException:
+            self.kill()
+            raise
+
+    def finish(self) -> list[ClientRun]:
+        try:
+            for c in self.clients:
+                c.ask_stop()
+            return [c.result() for c in self.clients]
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        for c in self.clients:
+            c.kill()
+
+
+def clients_for(url: str, *, prefix: list[str] | None = None, strict_rate: float = 200.0,
+                retrying_rate: float = 50.0, maintenance_marker: str | None = None) -> list[ClientSpec]:
+    """The strict client (the headline) and the retrying one, against the same URL."""
+    return [ClientSpec("strict", url, strict_rate, True, list(prefix or []), maintenance_marker),
+            ClientSpec("retrying", url, retrying_rate, False, list(prefix or []), maintenance_marker)]
+
+
 # -- measuring one operation under load ---------------------------------------------------------------------
 @dataclass
 class OpResult:
@@ -95,71 +244,68 @@ class OpResult:
     exit_code: int | None
     timed_out: bool
     wall_s: float
-    load: dict[str, Any]
-    failures: list[dict[str, Any]]
-    failure_window_s: list[float] | None  # first and last failed request, seconds after the operation started
+    clients: list[dict[str, Any]]
     stdout_json: Any = None
     stderr_tail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def failed(self) -> int:
+        return int(self.clients[0]["failed"])
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "command": self.command, "exit_code": self.exit_code,
-                "timed_out": self.timed_out, "wall_s": round(self.wall_s, 3), **self.load,
-                "failed": self.load["non_2xx"] + self.load["errors"], "failures": self.failures,
-                "failure_window_s": self.failure_window_s, "stdout_json": self.stdout_json,
+                "timed_out": self.timed_out, "wall_s": round(self.wall_s, 3),
+                "clients": {c["label"]: c for c in self.clients}, "stdout_json": self.stdout_json,
                 "stderr_tail": self.stderr_tail, **self.extra}
 
 
-def measure(name: str, url: str, argv: list[str], *, cwd: Path, env: dict[str, str], rate: float,
-            min_requests: int, max_seconds: float, old_release: str | None = None,
+def measure(name: str, argv: list[str], *, cwd: Path, env: dict[str, str], clients: list[ClientSpec],
+            min_requests: int, max_seconds: float, tail_s: float = 0.0, old_release: str | None = None,
             from_release: str | None = None) -> OpResult:
-    """Steady load on `url`; once it flows, run `argv`; keep the load until `min_requests` requests have been
-    made AND the operation has exited. Everything is bounded by `max_seconds` from the start of the load."""
-    timeline: list[tuple[float, float, str, str | None]] = []
-    load = SteadyLoad(url, rate=rate, max_seconds=max_seconds, max_requests=int(rate * max_seconds) + 1,
-                      timeline=timeline)
-    load.start()
-    deadline = time.monotonic() + max_seconds
-    load.wait_for(int(rate), timeout=30)  # one second of completed requests before the operation starts
-    log(f"{name}: load flowing ({load.result.sent} requests), running {' '.join(argv[-4:])}")
-    timed_out = False
-    loadavg_at_start = os.getloadavg()[0]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Steady load from every client; once it flows, run `argv`; keep the load until the headline client has
+    completed `min_requests` requests, the operation has exited and `tail_s` more seconds have passed. Everything
+    is bounded by `max_seconds` from the start of the load."""
+    session = LoadSession(clients, max_seconds=max_seconds, min_requests=min_requests)
+    session.start()
     try:
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        out, err = proc.communicate()
-    t1 = time.monotonic()
-    while load.result.sent < min_requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    result = load.stop()
-    log(f"{name}: exit {proc.returncode} after {t1 - t0:.2f}s; {result.sent} requests, {result.failed} failed")
-
-    failures = [{"t_s": round(t_end - t0, 3), "sent_t_s": round(t_sent - t0, 3), "status": status}
-                for t_sent, t_end, status, _ in sorted(timeline)
-                if not status.isdigit() or not 200 <= int(status) < 300]
-    window = [failures[0]["t_s"], max(f["t_s"] for f in failures)] if failures else None
+        deadline = time.monotonic() + max_seconds - 5
+        log(f"{name}: load flowing ({', '.join(f'{c.label} {c.rate:g}/s' for c in clients)} to "
+            f"{clients[0].url}), running {' '.join(argv[-4:])}")
+        timed_out = False
+        loadavg_at_start = os.getloadavg()[0]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            out, err = proc.communicate()
+        t1 = time.monotonic()
+        if tail_s:  # a measured window after the exit, not a wait for anything: the load keeps its own clock
+            time.sleep(min(tail_s, max(0.0, deadline - time.monotonic())))
+        runs = session.finish()
+    except BaseException:
+        session.kill()
+        raise
+    head = runs[0]
+    log(f"{name}: exit {proc.returncode} after {t1 - t0:.2f}s; "
+        + "; ".join(f"{r.spec.label}: {r.summary['sent']} requests, {r.failed} failed" for r in runs))
     try:
         parsed = json.loads(out) if out.strip() else None
     except ValueError:
         parsed = {"unparsed": out[-2000:]}
     op = OpResult(name=name, command=argv, exit_code=proc.returncode, timed_out=timed_out, wall_s=t1 - t0,
-                  load=result.summary(), failures=failures[:200], failure_window_s=window, stdout_json=parsed,
-                  stderr_tail=err[-3000:])
-    op.extra["failed_statuses"] = {k: v for k, v in result.statuses.items()
-                                   if not (k.isdigit() and 200 <= int(k) < 300)}
-    op.extra["load_started_before_op_s"] = round(t0 - load._started, 3)
+                  clients=[r.report(t0) for r in runs], stdout_json=parsed, stderr_tail=err[-3000:])
     op.extra["loadavg_1m_at_start"] = round(loadavg_at_start, 2)
     if from_release is not None:
-        op.extra.update(_switch_times(timeline, t0, from_release, old_release))
+        op.extra.update(switch_times(head.timeline, t0, from_release, old_release))
     return op
 
 
-def _switch_times(timeline: list[tuple[float, float, str, str | None]], t0: float, from_release: str,
-                  old_release: str | None) -> dict[str, Any]:
+def switch_times(timeline: Timeline, t0: float, from_release: str, old_release: str | None) -> dict[str, Any]:
     """For a rollback: when the last response came from the release rolled back from, and the first from the
     release rolled back to, in seconds after the rollback command was started."""
     last_from = max((end for _, end, _, rel in timeline if rel == from_release), default=None)
@@ -174,6 +320,28 @@ def _switch_times(timeline: list[tuple[float, float, str, str | None]], t0: floa
             "of_which_not_old_release": sum(1 for status, rel in after if rel != old_release)}
 
 
+def settle(label: str, url: str, timeout: float = 60.0) -> float:
+    """Until no container with `label` is being created, restarted or removed and `url` answers HTTP (any
+    status: a maintenance 503 counts); returns the seconds it took."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        states = _lines(["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.State}}"])
+        busy = [s for s in states if s in ("created", "restarting", "removing", "paused")]
+        answering = False
+        if not busy:
+            try:
+                get_once(url)
+                answering = True
+            except (OSError, http.client.HTTPException):
+                pass
+        if answering:
+            return round(time.monotonic() - t0, 3)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not settled after {timeout:.0f}s: containers {busy}, {url} answering {answering}")
+        time.sleep(0.2)  # polling docker and the URL
+
+
 # -- headway ------------------------------------------------------------------------------------------------
 def headway_argv() -> list[str]:
     script = Path(sys.executable).parent / "headway"
@@ -181,27 +349,42 @@ def headway_argv() -> list[str]:
 
 
 class HeadwayStack:
-    """examples/shop under a unique app name, deployed by the real `headway` CLI through its own proxy."""
+    """examples/shop under a unique app name, deployed by the real `headway` CLI through its own proxy; or, with
+    `shared_with`, a second app on the same host: same proxy, same state directory, its own name and port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, shared_with: HeadwayStack | None = None) -> None:
         suffix = uuid.uuid4().hex[:6]
         self.app = f"benchshop-{suffix}"
-        self.proxy_name = f"headway-proxy-bench-{suffix}"
-        self.dir = workdir / "headway" / "shop"
-        self.state_dir = workdir / "headway" / "state"
-        self.http_port, self.control_port = free_port(), free_port()
+        self.dir = workdir / "headway" / self.app
+        self.owns_proxy = shared_with is None
+        if shared_with is None:
+            self.proxy_name = f"headway-proxy-bench-{suffix}"
+            self.state_dir = workdir / "headway" / "state"
+            self.http_port, self.control_port = free_port(), free_port()
+        else:
+            self.proxy_name, self.state_dir = shared_with.proxy_name, shared_with.state_dir
+            self.http_port, self.control_port = shared_with.http_port, shared_with.control_port
         self.prod_port, self.staging_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.prod_port}/"
+        self.url = self.url_at("127.0.0.1")
         self.env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir)}
         self.env.pop("HEADWAY_DEBUG", None)
+        self.env.pop("HEADWAY_FAULT", None)
+        self.prepared = False
+
+    def url_at(self, host: str) -> str:
+        """The production URL on the proxy, reached at `host` (the proxy listens on every address)."""
+        return f"http://{host}:{self.prod_port}/"
 
     def prepare(self) -> None:
         shutil.copytree(SHOP, self.dir, ignore=shutil.ignore_patterns("__pycache__", ".env", ".env.prod"))
-        self.state_dir.mkdir(parents=True)
+        self.prepared = True
+        self.state_dir.mkdir(parents=True, exist_ok=not self.owns_proxy)
         path = self.dir / "headway.yml"
         text = path.read_text()
         for old, new in (("app: shop\n", f"app: {self.app}\n"), ("port: 8080\n", f"port: {self.prod_port}\n"),
-                         ("port: 8081\n", f"port: {self.staging_port}\n")):
+                         ("port: 8081\n", f"port: {self.staging_port}\n"),
+                         ("domains: [shop.localhost]", f"domains: [{self.app}.localhost]"),
+                         ("domains: [staging.shop.localhost]", f"domains: [staging.{self.app}.localhost]")):
             if old not in text:
                 raise RuntimeError(f"examples/shop/headway.yml no longer contains {old!r}; update bench/")
             text = text.replace(old, new, 1)
@@ -226,7 +409,41 @@ class HeadwayStack:
         stamp(self.dir, version)
         out = run(self.cli("deploy", "-e", "production", "--version", version, "--json"), cwd=self.dir,
                   env=self.env, timeout=900)
-        return json.loads(out.stdout)
+        return dict(json.loads(out.stdout))
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(run(self.cli("status", "-e", "production", "--json"), cwd=self.dir, env=self.env,
+                                   timeout=120).stdout))
+
+    def proxy_generation(self) -> str | None:
+        """The proxy's config generation: it changes when nginx reloads, not when only routing changes."""
+        r = run(self.cli("proxy", "status", "--json"), cwd=self.dir, env=self.env, timeout=60, check=False)
+        try:
+            return str(json.loads(r.stdout).get("generation")) if r.returncode == 0 else None
+        except ValueError:
+            return None
+
+    def served(self, samples: int = 10) -> dict[str, Any]:
+        """What GET / really answers now: the releases and the deploy numbers of the containers that answered
+        (a response names its container's hostname, the container id's first 12 characters)."""
+        releases: Counter[str] = Counter()
+        hosts: Counter[str] = Counter()
+        for _ in range(samples):
+            status, body = get_once(self.url, timeout=5)
+            if status != 200:
+                releases[f"HTTP {status}"] += 1
+                continue
+            data = json.loads(body)
+            releases[str(data.get("release"))] += 1
+            hosts[str(data.get("hostname"))] += 1
+        deploys: Counter[str] = Counter()
+        for line in _lines_raw(["docker", "ps", "--filter", f"label={L.APP}={self.app}", "--format",
+                                f'{{{{.ID}}}} {{{{.Label "{L.DEPLOY}"}}}}']):
+            cid, _, deploy = line.partition(" ")
+            for host, n in hosts.items():
+                if cid.startswith(host) or host.startswith(cid):
+                    deploys[deploy] += n
+        return {"releases": dict(releases), "deploys": dict(deploys)}
 
     def cli_start_seconds(self) -> float:
         """How long the CLI takes to start and exit doing nothing (python + imports): part of every op."""
@@ -238,7 +455,10 @@ class HeadwayStack:
         return round(sorted(times)[1], 3)
 
     def close(self) -> list[str]:
+        """Remove what this stack created; a stack sharing another's proxy leaves the proxy (close it first)."""
         problems: list[str] = []
+        if not self.prepared:
+            return problems
         if self.dir.exists() and (self.state_dir / "proxy" / "settings.json").exists():
             r = run(self.cli("remove", "-e", "production", "--volumes", "--yes"), cwd=self.dir, env=self.env,
                     timeout=300, check=False)
@@ -246,9 +466,10 @@ class HeadwayStack:
                 problems.append(f"headway remove exited {r.returncode}: {r.stderr.strip()[-500:]}")
         problems += _sweep_label(f"{L.APP}={self.app}")
         problems += _remove_images_named(self.app)
-        r = run(["docker", "rm", "-f", "-v", self.proxy_name], check=False)
-        if r.returncode != 0 and "No such container" not in r.stderr:
-            problems.append(f"docker rm {self.proxy_name}: {r.stderr.strip()}")
+        if self.owns_proxy:
+            r = run(["docker", "rm", "-f", "-v", self.proxy_name], check=False)
+            if r.returncode != 0 and "No such container" not in r.stderr:
+                problems.append(f"docker rm {self.proxy_name}: {r.stderr.strip()}")
         return problems
 
 
@@ -278,6 +499,13 @@ class ComposeStack:
             text = text.replace(old, new)
         path.write_text(text)
         shutil.copy(self.dir / ".env.prod.example", self.dir / ".env.prod")
+
+    def set_release(self, name: str) -> None:
+        """A changed file in the image and HEADWAY_RELEASE in the env file, so GET / names the release."""
+        stamp(self.dir, name)
+        env_file = self.dir / ".env.prod"
+        lines = [ln for ln in env_file.read_text().splitlines() if not ln.startswith("HEADWAY_RELEASE=")]
+        env_file.write_text("\n".join([*lines, f"HEADWAY_RELEASE={name}"]) + "\n")
 
     def compose(self, *args: str) -> list[str]:
         return ["docker-compose", "-f", "docker-compose.prod.yml", "-p", self.project, *args]
@@ -314,6 +542,11 @@ class ComposeStack:
 def _lines(argv: list[str]) -> list[str]:
     r = run(argv, check=False)
     return [ln for ln in r.stdout.split() if ln] if r.returncode == 0 else []
+
+
+def _lines_raw(argv: list[str]) -> list[str]:
+    r = run(argv, check=False)
+    return [ln for ln in r.stdout.splitlines() if ln.strip()] if r.returncode == 0 else []
 
 
 def _sweep_label(label: str) -> list[str]:

@@ -27,6 +27,7 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     bodies: Counter[str] = field(default_factory=Counter)  # distinct response bodies' `release`, if JSON
+    expected_503: int = 0  # 503s carrying the maintenance page's marker, when the client was told to expect them
 
     @property
     def failed(self) -> int:
@@ -41,11 +42,21 @@ class LoadResult:
 
     def summary(self) -> dict[str, object]:
         return {"sent": self.sent, "ok": self.ok, "non_2xx": self.non_2xx, "errors": self.errors,
-                "retried": self.retried,
+                "retried": self.retried, "expected_503": self.expected_503,
                 "p50_ms": round(self.percentile(50), 2), "p99_ms": round(self.percentile(99), 2),
                 "mean_ms": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else 0.0,
                 "seconds": round(self.seconds, 2), "rate": round(self.sent / self.seconds, 1) if self.seconds
                 else 0.0, "statuses": dict(self.statuses), "releases": dict(self.bodies)}
+
+
+MAINTENANCE_503 = "503 maintenance page"  # the status recorded for an expected maintenance answer
+
+
+def is_failure(status: str) -> bool:
+    """A recorded status (an HTTP code, an exception's name or MAINTENANCE_503) that counts as failed."""
+    if status == MAINTENANCE_503:
+        return False
+    return not (status.isdigit() and 200 <= int(status) < 300)
 
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
@@ -65,7 +76,7 @@ class SteadyLoad:
     def __init__(self, url: str, rate: float = 200.0, max_seconds: float = 300.0, max_requests: int = 200_000,
                  timeout: float = 10.0, headers: dict[str, str] | None = None, track_release: bool = True,
                  workers: int = 32, timeline: list[tuple[float, float, str, str | None]] | None = None,
-                 strict: bool = True) -> None:
+                 strict: bool = True, maintenance_marker: bytes | None = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "https"
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (443 if self.tls else 80)
@@ -81,6 +92,9 @@ class SteadyLoad:
         # retry and no check of the socket before reuse. Not strict: as browsers do, an idle socket the server
         # closed is not reused, and a GET that fails on a reused connection is sent once more.
         self.strict = strict
+        # when given, a 503 whose body contains this marker (the maintenance page) is an expected answer:
+        # counted in `expected_503` and recorded as MAINTENANCE_503, not as failed
+        self.maintenance_marker = maintenance_marker
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -121,7 +135,7 @@ class SteadyLoad:
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         """Block until at least `count` requests have completed (so load is flowing before an operation)."""
         deadline = time.monotonic() + timeout
-        while self.result.ok + self.result.failed < count and time.monotonic() < deadline:
+        while self.result.sent < count and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _schedule(self) -> None:
@@ -170,19 +184,23 @@ class SteadyLoad:
                     release = str(json.loads(body).get("release"))
                 except (ValueError, AttributeError):
                     release = None
+            expected = status == 503 and self.maintenance_marker is not None and self.maintenance_marker in body
+            label = MAINTENANCE_503 if expected else str(status)
             with self._lock:
                 r = self.result
                 r.sent += 1
                 r.latencies_ms.append(elapsed)
-                r.statuses[str(status)] += 1
+                r.statuses[label] += 1
                 if 200 <= status < 300:
                     r.ok += 1
                     if release is not None:
                         r.bodies[release] += 1
+                elif expected:
+                    r.expected_503 += 1
                 else:
                     r.non_2xx += 1
                 if self.timeline is not None:
-                    self.timeline.append((sent_at, time.monotonic(), str(status), release))
+                    self.timeline.append((sent_at, time.monotonic(), label, release))
         if conn is not None:
             conn.close()
 

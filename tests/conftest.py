@@ -27,6 +27,11 @@ from headway.service import Headway
 pytest_plugins = ["tests.integration.db_support"]  # databases and an S3 server (test_db_*)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the Docker daemon run last, so nothing else sees the daemon go away."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_dockerd") is not None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))

@@ -103,24 +103,27 @@ class Headway:
             live = current.live  # stopped: the proxy routes nowhere, the release stays the recorded one
         rec = next((r for r in self.state.history() if r.number == live and r.action == "deploy"), None)
         containers = []
-        for c in self.deployer.containers() + self.deployer.accessories():
-            st = self.engine.state(c)
+        found = self.engine.summaries(L.selector(app=self.target.app, environment=self.target.environment))
+        for c in sorted(found, key=lambda c: (c["labels"].get(L.KIND) != "app", c["name"])):
+            labels, kind = c["labels"], c["labels"].get(L.KIND)
+            if kind not in ("app", "accessory"):
+                continue
+            number = int(labels.get(L.DEPLOY, 0) or 0)
             health = "-"
-            if c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == live:
+            if kind == "app" and number == live:
                 health = "live"
-            elif c.labels.get(L.KIND) == "app" and served is not None and \
-                    int(c.labels.get(L.DEPLOY, 0)) == served.canary_deploy and served.weight:
+            elif kind == "app" and served is not None and number == served.canary_deploy and served.weight:
                 health = "canary"
-            elif c.labels.get(L.KIND) == "app" and int(c.labels.get(L.DEPLOY, 0)) == current.standby:
+            elif kind == "app" and number == current.standby:
                 health = "standby"
-            elif c.labels.get(L.KIND) == "accessory":
+            elif kind == "accessory":
                 health = "accessory"
-            elif c.labels.get(L.KIND) == "app":
+            elif kind == "app":
                 health = "retained"
             containers.append({
-                "name": c.name, "role": c.labels.get(L.ROLE, ""), "release": c.labels.get(L.RELEASE, ""),
-                "deploy": c.labels.get(L.DEPLOY, ""), "state": st.get("Status", "?"), "health": health,
-                "started_at": (st.get("StartedAt") or "")[:19].replace("T", " ") if st.get("Running") else "",
+                "name": c["name"], "role": labels.get(L.ROLE, ""), "release": labels.get(L.RELEASE, ""),
+                "deploy": labels.get(L.DEPLOY, ""), "state": c["state"], "health": health,
+                "started_at": c["status"] if c["state"] == "running" else "",
             })
         lock = self.state.lock_holder()
         op = self.deployer.journal.open_operation()
@@ -150,7 +153,11 @@ class Headway:
         if role is not None and role not in self.target.roles and role not in self.target.accessories:
             raise ConfigError(f"no role or accessory {role!r}",
                               f"choose one of: {', '.join([*self.target.roles, *self.target.accessories])}")
-        since_ts = time.time() - parse_duration(since) if since else None
+        try:
+            since_ts = time.time() - parse_duration(since) if since else None
+        except ValueError:
+            raise ConfigError(f"--since {since!r} is not a duration", "use e.g. --since 30s, 10m, 2h or 1h30m") \
+                from None
         current = self.state.current()
         if role in self.target.accessories:
             containers = [c for c in self.deployer.accessories() if c.labels.get(L.ROLE) == role]

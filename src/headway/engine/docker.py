@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
@@ -12,6 +13,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 from docker.models.containers import Container
 
 from headway import faults
@@ -19,6 +21,9 @@ from headway.config.model import Resources
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
 LineSink = Callable[[str], None]
+FIXED_ADDRESSES = "dev.headway.fixed-addresses"  # on networks whose upper half headway hands out
+NETWORK_LABEL = "dev.headway.network"  # on containers with a fixed address: the network and the address
+ADDRESS_LABEL = "dev.headway.address"
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,46 @@ class DockerEngine:
 
     # -- networks and volumes ---------------------------------------------------------------------------
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        if not self.client.networks.list(names=[name]):
-            self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+        """A bridge network whose subnet is fixed at creation: the engine hands out addresses dynamically only
+        from its lower half, and headway gives web containers fixed addresses from the upper half, so they keep
+        them across daemon restarts (the proxy routes to addresses)."""
+        if self.client.networks.list(names=[name]):
+            return
+        probe = self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+        probe.reload()
+        config = ((probe.attrs.get("IPAM") or {}).get("Config") or [{}])[0]
+        subnet = config.get("Subnet")
+        if not subnet or ipaddress.ip_network(subnet).version != 4 or ipaddress.ip_network(subnet).prefixlen > 28:
+            return  # keep what the engine chose: dynamic addresses only
+        net = ipaddress.ip_network(subnet)
+        lower = next(net.subnets(prefixlen_diff=1))
+        probe.remove()
+        pool = docker.types.IPAMPool(subnet=str(net), iprange=str(lower), gateway=config.get("Gateway"))
+        self.client.networks.create(name, driver="bridge", labels={**labels, FIXED_ADDRESSES: "upper-half"},
+                                    check_duplicate=True, ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+
+    def fixed_address(self, network: str) -> str | None:
+        """A free address for a new container on `network` that it keeps for good; None when the network
+        has no fixed subnet (created before headway fixed them)."""
+        nets = self.client.networks.list(names=[network])
+        if not nets or (nets[0].attrs.get("Labels") or {}).get(FIXED_ADDRESSES) != "upper-half":
+            return None
+        nets[0].reload()
+        config = ((nets[0].attrs.get("IPAM") or {}).get("Config") or [{}])[0]
+        net = ipaddress.IPv4Network(config["Subnet"])
+        upper = list(net.subnets(prefixlen_diff=1))[1]
+        taken: set[str] = set()
+        for c in self.client.api.containers(all=True, filters={"network": network}):
+            endpoint = ((c.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+            taken.add(endpoint.get("IPAddress") or "")
+            taken.add(((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or "")
+        # containers that are stopped keep their fixed address in their config: read it there too
+        for c in self.client.api.containers(all=True, filters={"label": [f"{NETWORK_LABEL}={network}"]}):
+            taken.add((c.get("Labels") or {}).get(ADDRESS_LABEL, ""))
+        for host in upper.hosts():
+            if str(host) not in taken:
+                return str(host)
+        return None
 
     def remove_network(self, name: str) -> None:
         for net in self.client.networks.list(names=[name]):
@@ -137,6 +180,16 @@ class DockerEngine:
     def containers(self, selector: list[str], *, include_stopped: bool = True) -> list[Container]:
         return list(self.client.containers.list(all=include_stopped, filters={"label": selector}))
 
+    def summaries(self, selector: list[str]) -> list[dict[str, Any]]:
+        """One engine call for many containers: name, labels, state ("running", "exited") and status text
+        ("Up 5 minutes"), without inspecting each."""
+        out = []
+        for c in self.client.api.containers(all=True, filters={"label": selector}):
+            names = c.get("Names") or [""]
+            out.append({"name": names[0].lstrip("/"), "labels": c.get("Labels") or {}, "state": c.get("State", ""),
+                        "status": c.get("Status", "")})
+        return out
+
     def get(self, name: str) -> Container | None:
         try:
             return self.client.containers.get(name)
@@ -146,9 +199,11 @@ class DockerEngine:
     def create(self, *, name: str, image: str, command: list[str] | None, env: dict[str, str],
                labels: dict[str, str], network: str | None, aliases: list[str] | None = None,
                resources: Resources | None = None,
-               volumes: dict[str, dict[str, str]] | None = None, restart: bool = True,
-               network_mode: str | None = None, ports: dict[str, int] | None = None) -> Container:
+               volumes: dict[str, dict[str, str]] | None = None, restart: bool | str = True,
+               network_mode: str | None = None, ports: dict[str, int] | None = None,
+               fixed_address: bool = False) -> Container:
         kwargs: dict[str, Any] = {}
+        labels = dict(labels)
         if resources is not None:
             if resources.cpus:
                 kwargs["nano_cpus"] = int(resources.cpus * 1e9)
@@ -158,18 +213,30 @@ class DockerEngine:
             kwargs["network_mode"] = network_mode
         elif network:
             kwargs["network"] = network
-            if aliases:
-                kwargs["networking_config"] = {network: self.client.api.create_endpoint_config(aliases=aliases)}
+            address = self.fixed_address(network) if fixed_address else None
+            if address:
+                labels.update({NETWORK_LABEL: network, ADDRESS_LABEL: address})
+            if aliases or address:
+                kwargs["networking_config"] = {network: self.client.api.create_endpoint_config(
+                    aliases=aliases or None, ipv4_address=address)}
         container = self.client.containers.create(
             image, command=command, name=name, environment=env, labels=labels, detach=True,
             stop_signal="SIGTERM", volumes=volumes or {}, ports=ports or {},
-            restart_policy={"Name": "unless-stopped"} if restart else None,
+            # unless-stopped: the engine brings it back after a crash or a daemon restart, but what headway
+            # stopped (a retained release) stays stopped; "always" for what must run whatever happened
+            restart_policy={"Name": restart if isinstance(restart, str) else "unless-stopped"} if restart else None,
             log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             **kwargs)
         return container
 
     def start(self, container: Container) -> None:
         container.start()
+
+    def signal_main_process(self, container: Container, argv: list[str]) -> OneOffResult:
+        """Tell a container's main process something (e.g. reload) by running `argv` inside it. Not the engine's
+        kill API: a signal sent through it marks the container as stopped by hand, and the engine then does not
+        restart it after a daemon restart."""
+        return self.exec(container, argv, timeout=30)
 
     def stop(self, container: Container, timeout: float) -> None:
         try:

@@ -138,6 +138,10 @@ class HealthGate:
 
     def _exited(self, container: Container) -> str | None:
         state = self.engine.state(container)
+        restarts = int(container.attrs.get("RestartCount", 0) or 0)
+        if restarts:  # the engine restarted it: it exited at least once since headway started it
+            return (f"container exited with code {state.get('ExitCode')} and was restarted {restarts} time(s) "
+                    "(a crash loop)")
         if state.get("Running"):
             return None
         if state.get("Restarting") or state.get("Status") == "restarting":

@@ -17,6 +17,7 @@ import fcntl
 import functools
 import http.client
 import importlib.resources
+import json
 import os
 import shutil
 import socket
@@ -111,7 +112,10 @@ class Proxy:
                 "https_port": https_port}.items()
                 if v is not None})
             existing = self.engine.get(settings.name)
-            if existing is not None and self.engine.state(existing).get("Running") and settings == old:
+            restarts_always = existing is not None and \
+                (existing.attrs.get("HostConfig") or {}).get("RestartPolicy", {}).get("Name") == "always"
+            if existing is not None and self.engine.state(existing).get("Running") and settings == old \
+                    and restarts_always:
                 live = os.readlink(self.dir / "current").rpartition("/")[2] if (self.dir / "current").exists() \
                     else None
                 if live:
@@ -132,7 +136,7 @@ class Proxy:
             container = self.engine.create(
                 name=settings.name, image=settings.image,
                 command=["nginx", "-c", f"{MOUNT}/current/nginx.conf", "-g", "daemon off;"],
-                env={}, labels=L.owned("proxy"), network=None, network_mode="host",
+                env={}, labels=L.owned("proxy"), network=None, network_mode="host", restart="always",
                 volumes={str(self.dir.resolve()): {"bind": MOUNT, "mode": "rw"}})
             container.start()
             self._await_generation(generation, settings, container)
@@ -175,25 +179,53 @@ class Proxy:
             new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
             _require_free_ports(new_ports, owned=set())
             state = render_state(after)
-            structure = self._structure(after, settings)
             live = self._current_generation()
-            if live is not None and self._structure_of(live) == _digest(structure):
+            projection = self._projection(after, settings)
+            same = live is not None and self._tree_file(live, "projection.sha256") == projection
+            structure = ""
+            if not same:
+                structure = self._structure(after, settings)
+                same = live is not None and self._tree_file(live, "structure.sha256") == _digest(structure)
+            if same and live is not None:
                 self._push_routing(state, settings)
                 faults.point("proxy:routed")
                 self._write_routing_file(state)
                 self.routes.save(after)
+                (self.dir / "trees" / live / "projection.sha256").write_text(projection)
                 return live
-            generation = self._write_tree(structure, settings)
+            generation = self._write_tree(structure, settings, projection)
             self._validate(container, generation)
             self._push_routing(state, settings)  # the running workers route the new way before the reload
             faults.point("proxy:routed")
             self._write_routing_file(state)
             self.routes.save(after)
             self._point_current_at(generation)
-            container.kill(signal="HUP")
+            reload = self.engine.signal_main_process(container, ["nginx", "-s", "reload", "-c",
+                                                                 f"{MOUNT}/current/nginx.conf"])
+            if reload.exit_code != 0:
+                raise ProxyError("the proxy did not reload", "see `headway proxy logs`", details=reload.output)
             self._await_generation(generation, settings, container)
             self._prune_trees(keep=generation)
             return generation
+
+    def preflight(self, route: Route) -> None:
+        """Would this route clash with another app's domains or ports, or need a port something else holds?
+        Raises ProxyError naming every problem; changes nothing."""
+        settings = self.settings()
+        before = self.routes.all()
+        after = {**before, route.key: route}
+        problems = _conflicts(after, settings)
+        new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
+        for port in sorted(new_ports):
+            try:
+                _require_free_ports({port}, owned=set())
+            except ProxyError as exc:
+                problems.append((exc.message, exc.fix or ""))
+        if problems:
+            first, rest = problems[0], problems[1:]
+            raise ProxyError(first[0] + (f" (and {len(rest)} more problem(s))" if rest else "") +
+                             "; nothing was built or changed", "; ".join(fix for _, fix in problems),
+                             details="\n".join(msg for msg, _ in problems) if rest else None)
 
     def served(self) -> RoutingState | None:
         """The routing the proxy's workers use right now; None when the proxy does not answer."""
@@ -296,7 +328,25 @@ class Proxy:
             os.close(fd)
 
     def _render(self, routes: dict[str, Route], settings: ProxySettings) -> str:
-        return self._write_tree(self._structure(routes, settings), settings)
+        return self._write_tree(self._structure(routes, settings), settings, self._projection(routes, settings))
+
+    def _projection(self, routes: dict[str, Route], settings: ProxySettings) -> str:
+        """A digest of everything the config is rendered from (routing left out): equal digests, equal configs,
+        so a routing change needs no rendering at all."""
+        items = []
+        for key in sorted(routes):
+            route = routes[key]
+            item = route.model_dump(mode="json", exclude={"release", "deploy", "upstreams", "canary",
+                                                          "maintenance", "maintenance_rules"})
+            rules = route.maintenance or route.maintenance_rules
+            item["rules"] = rules.model_dump(mode="json", include={"exempt_paths", "retry_after"}) \
+                if rules else None
+            if route.tls is not None:
+                item["files"] = [_file_digest(self.dir / route.tls.certificate),
+                                 _file_digest(self.dir / route.tls.key)]
+            items.append(item)
+        return _digest(json.dumps({"routes": items, "settings": settings.model_dump(mode="json"),
+                                   "template": _template_digest()}, sort_keys=True))
 
     def _structure(self, routes: dict[str, Route], settings: ProxySettings) -> str:
         """The config for these routes, with a placeholder for its generation; routing is not part of it."""
@@ -311,13 +361,14 @@ class Proxy:
             http_port=settings.http_port, https_port=settings.https_port, control_port=settings.control_port,
             drain_timeout=int(settings.drain_timeout), root=MOUNT))
 
-    def _write_tree(self, structure: str, settings: ProxySettings) -> str:
+    def _write_tree(self, structure: str, settings: ProxySettings, projection: str) -> str:
         generation = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
         tree = self.dir / "trees" / generation
         tree.mkdir(parents=True)
         self._install_lua()
         (tree / "nginx.conf").write_text(structure.replace(PLACEHOLDER, generation))
         (tree / "structure.sha256").write_text(_digest(structure))
+        (tree / "projection.sha256").write_text(projection)
         return generation
 
     def _install_lua(self) -> None:
@@ -333,9 +384,9 @@ class Proxy:
             return None
         return os.readlink(link).rpartition("/")[2] or None
 
-    def _structure_of(self, generation: str) -> str | None:
+    def _tree_file(self, generation: str, name: str) -> str | None:
         try:
-            return (self.dir / "trees" / generation / "structure.sha256").read_text().strip()
+            return (self.dir / "trees" / generation / name).read_text().strip()
         except OSError:
             return None
 
@@ -414,6 +465,13 @@ class Proxy:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+@functools.cache
+def _template_digest() -> str:
+    source = importlib.resources.files("headway.proxy").joinpath("templates/nginx.conf.j2").read_bytes()
+    lua = importlib.resources.files("headway.proxy").joinpath("lua/headway.lua").read_bytes()
+    return hashlib.sha256(source + lua).hexdigest()[:16]
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -444,23 +502,35 @@ def maintenance_page(message: str) -> str:
 
 
 def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
+    problems = _conflicts(routes, settings)
+    if problems:
+        first, rest = problems[0], problems[1:]
+        raise ProxyError(first[0] + (f" (and {len(rest)} more clash(es))" if rest else ""),
+                         "; ".join(fix for _, fix in problems),
+                         details="\n".join(msg for msg, _ in problems) if rest else None)
+
+
+def _conflicts(routes: dict[str, Route], settings: ProxySettings) -> list[tuple[str, str]]:
+    """Every domain and port clash between routes: (message, fix) each."""
     domains: dict[str, str] = {}
     ports: dict[int, str] = {}
-    for route in routes.values():
+    problems: list[tuple[str, str]] = []
+    for route in sorted(routes.values(), key=lambda r: r.key):
         owner = f"{route.app}/{route.environment}"
         for d in route.domains:
             if d in domains and domains[d] != owner:
-                raise ProxyError(f"domain {d} is already served by {domains[d]}",
-                                 f"pick another domain for {owner}, or remove {domains[d]} first")
-            domains[d] = owner
+                problems.append((f"domain {d} is already served by {domains[d]}",
+                                 f"pick another domain for {owner}, or remove {domains[d]} first"))
+            domains.setdefault(d, owner)
         if route.port:
-            if route.port in (settings.http_port, settings.control_port):
-                raise ProxyError(f"port {route.port} is the proxy's own port",
-                                 f"publish {owner} on another port, or route it by domain")
-            if route.port in ports and ports[route.port] != owner:
-                raise ProxyError(f"port {route.port} is already published by {ports[route.port]}",
-                                 f"pick another port for {owner}")
-            ports[route.port] = owner
+            if route.port in (settings.http_port, settings.control_port, settings.https_port):
+                problems.append((f"port {route.port} is the proxy's own port",
+                                 f"publish {owner} on another port, or route it by domain"))
+            elif route.port in ports and ports[route.port] != owner:
+                problems.append((f"port {route.port} is already published by {ports[route.port]}",
+                                 f"pick another port for {owner}"))
+            ports.setdefault(route.port, owner)
+    return problems
 
 
 def _listen_ports(routes: dict[str, Route], settings: ProxySettings) -> set[int]:

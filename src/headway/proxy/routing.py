@@ -4,6 +4,10 @@ The state is text, one line per route, so the proxy parses it without a JSON lib
 
     v <version>
     r <key> <release> <deploy> <peers> <canary release> <canary deploy> <canary peers> <weight> <sticky> <maint>
+      <allowed>
+
+`allowed`: the networks a maintenance window lets through, as hex bytes/prefix bits (so the proxy compares them
+with the client's binary address without parsing text).
 
 `version` is a digest of the lines: the same routing always has the same version, and the control endpoint
 answers a POST with the version it now serves, which is how headway confirms a change.
@@ -12,12 +16,13 @@ answers a POST with the version it now serves, which is how headway confirms a c
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from headway.errors import ProxyError
-from headway.proxy.routes import Route, RouteCanary
+from headway.proxy.routes import Route, RouteCanary, RouteMaintenance
 
 _PEER = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -34,6 +39,7 @@ class ServedRoute:
     weight: int = 0
     sticky: str = "none"
     maintenance: bool = False
+    allow: list[str] = field(default_factory=list)  # CIDRs, as RouteMaintenance.allow
 
     def apply_to(self, route: Route) -> Route:
         """`route` with what this says is served (the files on the host follow the proxy)."""
@@ -45,9 +51,10 @@ class ServedRoute:
         else:
             canary = None
         maintenance = route.maintenance
-        if self.maintenance and maintenance is None:
-            maintenance = route.maintenance_rules
-        if not self.maintenance:
+        if self.maintenance:
+            base = maintenance or route.maintenance_rules or RouteMaintenance()
+            maintenance = base.model_copy(update={"allow": list(self.allow)})
+        else:
             maintenance = None
         return route.model_copy(update={"release": self.release, "deploy": self.deploy,
                                         "upstreams": list(self.peers), "canary": canary,
@@ -75,7 +82,8 @@ def served_route(route: Route) -> ServedRoute:
         canary_release=canary.release if canary else "", canary_deploy=canary.deploy if canary else 0,
         canary_peers=list(canary.upstreams) if canary else [], weight=canary.weight if canary else 0,
         sticky=(canary.sticky or "none") if canary else "none",
-        maintenance=route.maintenance is not None)
+        maintenance=route.maintenance is not None,
+        allow=list(route.maintenance.allow) if route.maintenance else [])
 
 
 def render_state(routes: dict[str, Route]) -> str:
@@ -89,7 +97,8 @@ def render_state(routes: dict[str, Route]) -> str:
                              "changed", "this is a bug in what built the route; the previous routing keeps serving")
         lines.append(" ".join([
             "r", key, _field(s.release), str(s.deploy), _peers(s.peers), _field(s.canary_release),
-            str(s.canary_deploy), _peers(s.canary_peers), str(s.weight), s.sticky, "1" if s.maintenance else "0"]))
+            str(s.canary_deploy), _peers(s.canary_peers), str(s.weight), s.sticky, "1" if s.maintenance else "0",
+            _networks(s.allow)]))
     body = "".join(line + "\n" for line in lines)
     version = hashlib.sha256(body.encode()).hexdigest()[:16]
     return f"v {version}\n{body}"
@@ -108,10 +117,30 @@ def parse_state(text: str) -> RoutingState | None:
             routes[f[1]] = ServedRoute(
                 release=_text(f[2]), deploy=int(f[3]), peers=_peer_list(f[4]), canary_release=_text(f[5]),
                 canary_deploy=int(f[6]), canary_peers=_peer_list(f[7]), weight=int(f[8]), sticky=f[9],
-                maintenance=f[10] == "1")
+                maintenance=f[10] == "1", allow=_network_list(f[11]) if len(f) > 11 else [])
         else:
             return None
     return RoutingState(version, routes) if version else None
+
+
+def _networks(cidrs: list[str]) -> str:
+    out = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        out.append(f"{net.network_address.packed.hex()}/{net.prefixlen}")
+    return ",".join(out) if out else "-"
+
+
+def _network_list(field_: str) -> list[str]:
+    if field_ == "-":
+        return []
+    out = []
+    for item in field_.split(","):
+        hexbytes, _, bits = item.partition("/")
+        raw = bytes.fromhex(hexbytes)
+        address = ipaddress.ip_address(raw)
+        out.append(str(ipaddress.ip_network(f"{address}/{bits}", strict=False)))
+    return out
 
 
 def _text(field_: str) -> str:

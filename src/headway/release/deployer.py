@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from docker.models.containers import Container
 
+from headway.config.model import HttpHealth
 from headway.config.resolve import RoleSpec, Target
 from headway.data.deploy_hooks import backup_before_release, database_env, ensure_databases, with_restore_hint
 from headway.engine import labels as L
@@ -32,7 +33,7 @@ from headway.errors import (
 from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
 from headway.observe.access_log import AccessLogReader
-from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteTls
+from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RouteTls
 from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
 from headway.release.plan import DeployPlan, plan_deploy, plan_to_data, rollback_candidate
 from headway.release.report import RecordingReporter, Reporter
@@ -109,6 +110,7 @@ class Deployer:
                                     by=record.by, started_at=record.started_at)
             faults.point("deploy:begin")
             try:
+                self._preflight()
                 with self.report.step("prepare network and accessories"):
                     self.ensure_accessories()
                 faults.point("deploy:accessories")
@@ -167,6 +169,15 @@ class Deployer:
         for note in notes:
             self.report.info(note)
         return notes
+
+    def _preflight(self) -> None:
+        """Every domain and port clash with other apps on this host, all at once, before anything is built."""
+        if not (self.t.domains or self.t.port):
+            return
+        live = self.proxy.routes.get(self.t.app, self.t.environment)
+        probe = Route(app=self.t.app, environment=self.t.environment, release="-", deploy=0,
+                      domains=self.t.domains, port=self.t.port, tls=live.tls if live else None)
+        self.proxy.preflight(probe)
 
     def _canary_applies(self, current: Current) -> bool:
         """A canary needs a stable release to compare with and a route to split."""
@@ -258,11 +269,11 @@ class Deployer:
                     labels=L.owned("oneoff", app=self.t.app, environment=self.t.environment, role=kind,
                                    release=version, deploy=number),
                     network=self.network, timeout=self.t.deploy.release_timeout, on_line=self.report.output)
-            if result.timed_out or result.exit_code != 0:
-                why = "timed out" if result.timed_out else f"exited {result.exit_code}"
-                raise ReleaseCommandFailed(f"{kind} command `{' '.join(argv)}` {why}; nothing was switched",
-                                           "fix the command or its migration; the old release keeps serving",
-                                           details=result.output[-4000:])
+                if result.timed_out or result.exit_code != 0:  # inside the step: it shows as failed
+                    why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+                    raise ReleaseCommandFailed(f"{kind} command `{' '.join(argv)}` {why}; nothing was switched",
+                                               "fix the command or its migration; the old release keeps serving",
+                                               details=result.output[-4000:])
 
     def _start_new(self, plan: DeployPlan, image: str) -> list[Container]:
         new: list[Container] = []
@@ -288,7 +299,7 @@ class Deployer:
             name=name, image=image, command=role.argv, env=self._env_for(role, version, number),
             labels=L.owned("app", app=self.t.app, environment=self.t.environment, role=role.name,
                            release=version, deploy=number, color=color, config_hash=self.t.config_hash()),
-            network=self.network, resources=role.resources)
+            network=self.network, resources=role.resources, fixed_address=role.port is not None)
 
     def _gate(self, containers: list[Container]) -> None:
         targets = []
@@ -360,7 +371,15 @@ class Deployer:
                                     security_headers=edge.security_headers, error_pages=pages),
                      tls=self._tls if self._tls is not None else (live.tls if live and self.t.tls else None),
                      maintenance=live.maintenance if live else None,
-                     maintenance_rules=live.maintenance_rules if live else None)
+                     maintenance_rules=self._maintenance_rules(live))
+
+    def _maintenance_rules(self, live: Route | None) -> RouteMaintenance:
+        """Health checks keep reaching the app in maintenance: their path is part of the config from the first
+        deploy, so turning maintenance on later changes routing only."""
+        web = self.t.web_role
+        exempt = [web.health.path] if web is not None and isinstance(web.health, HttpHealth) else []
+        rules = live.maintenance_rules if live and live.maintenance_rules else RouteMaintenance(message="")
+        return rules.model_copy(update={"exempt_paths": exempt})
 
     def _switch(self, plan: DeployPlan, new: list[Container], version: str) -> None:
         web_role = self.t.web_role

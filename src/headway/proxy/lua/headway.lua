@@ -7,8 +7,12 @@
 -- State format, one record per line, fields separated by single spaces, text fields URI-escaped:
 --   v <version>
 --   r <key> <release> <deploy> <peers|-> <canary release|-> <canary deploy> <canary peers|-> <weight> <sticky> <maint>
+--     <allowed|->
+-- where <allowed> lists the networks a maintenance window lets through, as hex bytes/prefix bits
+-- (0a090909/32,20010db8/32): compared with the client's binary address, IPv4 and IPv6 alike.
 
 local M = {}
+local bit = require("bit")
 
 local dict = ngx.shared.headway
 local cached_version, cached_routes = nil, {}
@@ -26,6 +30,44 @@ local function peers_of(field)
         end
     end
     return out
+end
+
+local function networks_of(field)
+    local out = {}
+    if field == nil or field == "-" then
+        return out
+    end
+    for hex, bits in field:gmatch("(%x+)/(%d+)") do
+        local bytes = {}
+        for pair in hex:gmatch("%x%x") do
+            bytes[#bytes + 1] = tonumber(pair, 16)
+        end
+        out[#out + 1] = { bytes = bytes, bits = tonumber(bits) }
+    end
+    return out
+end
+
+local function allowed(networks)
+    local addr = ngx.var.binary_remote_addr
+    if addr == nil then
+        return false
+    end
+    for _, net in ipairs(networks) do
+        if #net.bytes == #addr then
+            local ok, left, i = true, net.bits, 1
+            while left > 0 and ok do
+                local mask = left >= 8 and 0xff or bit.band(0xff, bit.lshift(0xff, 8 - left))
+                if bit.band(addr:byte(i), mask) ~= bit.band(net.bytes[i], mask) then
+                    ok = false
+                end
+                left, i = left - 8, i + 1
+            end
+            if ok then
+                return true
+            end
+        end
+    end
+    return false
 end
 
 local function unescape(field)
@@ -56,6 +98,7 @@ function M.parse(text)
                 weight = tonumber(f[9]) or 0,
                 sticky = f[10],
                 maintenance = f[11] == "1",
+                allow = networks_of(f[12]),
             }
         elseif f[1] ~= nil then
             return {}, nil
@@ -90,7 +133,7 @@ function M.load_file(path)
 end
 
 -- access phase of an app's locations: maintenance, canary split, stopped environments
-function M.access(key, allowed, exempt)
+function M.access(key, exempt)
     local r = routes()[key]
     if r == nil then
         ngx.status = 503
@@ -98,7 +141,7 @@ function M.access(key, allowed, exempt)
         ngx.say("no release is routed here yet")
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
     end
-    if r.maintenance and not allowed and not exempt then
+    if r.maintenance and not exempt and not allowed(r.allow) then
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE) -- error_page 503 shows the maintenance page
     end
     local peers, release = r.peers, r.release
