@@ -36,7 +36,7 @@ from typing import Any
 from bench.deploy_ops import (REPO, ClientSpec, ComposeStack, HeadwayStack, LoadSession, Timeline, get_once, log,
                               measure, run, settle, stamp, wait_serving)
 from bench.loadgen import is_failure
-from bench.run import machine_info, one_line, write_section
+from bench.run import exit_on_sigterm, machine_info, one_line, write_section
 from headway.engine import labels as L
 
 RESULTS = REPO / "bench" / "results"
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_section(START, END, render_section(json.loads(Path(args.render).read_text())))
         return 0
+    exit_on_sigterm()
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     report: dict[str, Any] = {"benchmark": "deploys killed", "started_utc": started, "quick": args.quick,
                               "settings": {"kills": args.kills, "seed": args.seed, "strict_rate_rps": RATE,

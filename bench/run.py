@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {DOC.relative_to(REPO)}")
         return 0
 
+    exit_on_sigterm()
     parts = [p for p in PARTS if p in (args.part or PARTS)]
     min_requests = QUICK_REQUESTS if args.quick else FULL_REQUESTS
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -110,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 0 if not errors and all(t["pass"] for t in report["targets"]) else 1
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every finally block cleans up what it created."""
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def settings(min_requests: int) -> dict[str, Any]:

@@ -22,16 +22,32 @@ def test_a_container_that_exits_fails_the_gate_at_once_with_its_exit_code(tiny_a
     assert took < 60, f"the gate waited {took:.0f}s for a container that had exited"
 
 
-def test_every_clash_is_reported_before_the_build(tiny_app, proxy):
+def test_every_clash_is_reported_before_the_build(tiny_app, proxy, docker_engine, tmp_path):
+    from tests.conftest import make_tiny_app
+
+    def with_domain(app, domain: str) -> None:
+        app.edit_config(f"  production:\n    port: {app.ports['production']}",
+                        f"  production:\n    domains: [{domain}]\n    port: {app.ports['production']}")
+
+    with_domain(tiny_app, "clash.test")
     tiny_app.cli("deploy", "-e", "production", "--version", "v1", check=True)
-    # staging asks for production's port: refused before anything is built
-    tiny_app.edit_config(f"port: {tiny_app.ports['staging']}", f"port: {tiny_app.ports['production']}")
-    result = tiny_app.cli("deploy", "-e", "staging", "--version", "s1")
-    assert result.returncode == 7, result.stderr
-    assert f"port {tiny_app.ports['production']} is already published by {tiny_app.name}/production" \
-        in result.stderr
-    assert "nothing was built" in result.stderr
-    assert "build image" not in result.stderr  # refused before the build started
+    gen = make_tiny_app(tmp_path / "other", proxy, docker_engine)
+    other = next(gen)
+    try:
+        # another app asks for the same domain and the same port: both refused at once, before anything is built
+        with_domain(other, "clash.test")
+        other.edit_config(f"port: {other.ports['production']}", f"port: {tiny_app.ports['production']}")
+        result = other.cli("deploy", "-e", "production", "--version", "o1")
+        assert result.returncode == 7, result.stderr
+        assert f"domain clash.test is already served by {tiny_app.name}/production" in result.stderr
+        assert f"port {tiny_app.ports['production']} is already published by {tiny_app.name}/production" \
+            in result.stderr
+        assert "nothing was built" in result.stderr
+        assert "build image" not in result.stderr  # refused before the build started
+        assert docker_engine.containers([f"dev.headway.app={other.name}"]) == []
+    finally:
+        for _ in gen:
+            pass
 
 
 def test_a_failed_release_command_shows_as_failed(tiny_app):

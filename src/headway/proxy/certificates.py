@@ -414,7 +414,8 @@ def renew_due(proxy: Proxy, within_days: int = RENEW_BEFORE_DAYS, reporter: Repo
         renewed.append((result, previous))
     if renewed:
         try:
-            proxy.apply(lambda routes: None)  # re-render and reload: nginx reads the new files, after nginx -t
+            proxy.apply(lambda routes: None)  # the new files' digest goes into the routing: served from the next
+            # handshake on, without a reload
         except HeadwayError as exc:
             for result, previous in renewed:
                 if previous is not None:

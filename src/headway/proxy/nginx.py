@@ -131,7 +131,7 @@ class Proxy:
             self.settings_path.write_text(settings.model_dump_json(indent=2))
             routes = self.routes.all()
             generation = self._render(routes, settings)
-            self._write_routing_file(render_state(routes))
+            self._write_routing_file(render_state(routes, self._certificates(routes)))
             self._point_current_at(generation)
             container = self.engine.create(
                 name=settings.name, image=settings.image,
@@ -175,10 +175,10 @@ class Proxy:
             before = self.routes.all()
             after = {k: v.model_copy(deep=True) for k, v in before.items()}
             change(after)
-            _check_conflicts(after, settings)
+            _check_conflicts(after, settings, before)
             new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
             _require_free_ports(new_ports, owned=set())
-            state = render_state(after)
+            state = render_state(after, self._certificates(after))
             live = self._current_generation()
             projection = self._projection(after, settings)
             same = live is not None and self._tree_file(live, "projection.sha256") == projection
@@ -187,6 +187,7 @@ class Proxy:
                 structure = self._structure(after, settings)
                 same = live is not None and self._tree_file(live, "structure.sha256") == _digest(structure)
             if same and live is not None:
+                self._push_certificates(after, settings)
                 self._push_routing(state, settings)
                 faults.point("proxy:routed")
                 self._write_routing_file(state)
@@ -195,6 +196,7 @@ class Proxy:
                 return live
             generation = self._write_tree(structure, settings, projection)
             self._validate(container, generation)
+            self._push_certificates(after, settings)
             self._push_routing(state, settings)  # the running workers route the new way before the reload
             faults.point("proxy:routed")
             self._write_routing_file(state)
@@ -214,7 +216,7 @@ class Proxy:
         settings = self.settings()
         before = self.routes.all()
         after = {**before, route.key: route}
-        problems = _conflicts(after, settings)
+        problems = _conflicts(after, settings, {route.key})
         new_ports = _listen_ports(after, settings) - _listen_ports(before, settings)
         for port in sorted(new_ports):
             try:
@@ -253,6 +255,38 @@ class Proxy:
                              "see `headway proxy logs`; `headway proxy boot` restarts it",
                              details=f"{resp.status}: {body[:200]}")
 
+    def _push_certificates(self, routes: dict[str, Route], settings: ProxySettings) -> None:
+        """Certificates whose files changed since the proxy last got them: posted to its control endpoint (it
+        serves them from the next handshake on). The proxy's workers cannot read the 0600 key files."""
+        certificates = self._certificates(routes)
+        if not certificates:
+            return
+        served = self.served()
+        for key, version in certificates.items():
+            got = served.routes.get(key) if served else None
+            if got is not None and got.certificate == version:
+                continue
+            route = routes[key]
+            assert route.tls is not None
+            try:
+                body = (self.dir / route.tls.certificate).read_bytes().rstrip(b"\n") + b"\n--\n" + \
+                    (self.dir / route.tls.key).read_bytes()
+            except OSError:
+                continue  # nothing to serve yet; nginx -t has the final word on the files
+            conn = http.client.HTTPConnection("127.0.0.1", settings.control_port, timeout=10)
+            try:
+                conn.request("POST", f"/certificate?key={key}&version={version}", body=body)
+                resp = conn.getresponse()
+                answer = resp.read().decode(errors="replace").strip()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ProxyError("the proxy did not take the new certificate; nothing was changed",
+                                 "see `headway proxy logs`", details=str(exc)) from None
+            finally:
+                conn.close()
+            if resp.status != 200 or answer != version:
+                raise ProxyError("the proxy did not take the new certificate; nothing was changed",
+                                 "see `headway proxy logs`", details=f"{resp.status}: {answer[:200]}")
+
     def _write_routing_file(self, state: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.dir / "routing.state", state)
@@ -276,7 +310,7 @@ class Proxy:
                     changed = True
             if changed:
                 self.routes.save(routes)
-            state = render_state(routes)
+            state = render_state(routes, self._certificates(routes))
             if parse_state(state) != served:
                 self._push_routing(state, self.settings())
             self._write_routing_file(state)
@@ -330,6 +364,11 @@ class Proxy:
     def _render(self, routes: dict[str, Route], settings: ProxySettings) -> str:
         return self._write_tree(self._structure(routes, settings), settings, self._projection(routes, settings))
 
+    def _certificates(self, routes: dict[str, Route]) -> dict[str, str]:
+        """Route key -> digest of its certificate and key as the files hold them now."""
+        return {key: _file_digest(self.dir / r.tls.certificate)[:8] + _file_digest(self.dir / r.tls.key)[:8]
+                for key, r in routes.items() if r.tls is not None}
+
     def _projection(self, routes: dict[str, Route], settings: ProxySettings) -> str:
         """A digest of everything the config is rendered from (routing left out): equal digests, equal configs,
         so a routing change needs no rendering at all."""
@@ -341,9 +380,6 @@ class Proxy:
             rules = route.maintenance or route.maintenance_rules
             item["rules"] = rules.model_dump(mode="json", include={"exempt_paths", "retry_after"}) \
                 if rules else None
-            if route.tls is not None:
-                item["files"] = [_file_digest(self.dir / route.tls.certificate),
-                                 _file_digest(self.dir / route.tls.key)]
             items.append(item)
         return _digest(json.dumps({"routes": items, "settings": settings.model_dump(mode="json"),
                                    "template": _template_digest()}, sort_keys=True))
@@ -351,13 +387,8 @@ class Proxy:
     def _structure(self, routes: dict[str, Route], settings: ProxySettings) -> str:
         """The config for these routes, with a placeholder for its generation; routing is not part of it."""
         self._write_pages(routes)
-        notes = {}
-        for route in routes.values():
-            if route.tls is not None:  # a renewed certificate is a change of structure: nginx reads it on reload
-                notes[route.key] = [f"certificate {_file_digest(self.dir / route.tls.certificate)}"
-                                    f" key {_file_digest(self.dir / route.tls.key)}"]
         return str(_template().render(
-            generation=PLACEHOLDER, routes=sorted(routes.values(), key=lambda r: r.key), route_notes=notes,
+            generation=PLACEHOLDER, routes=sorted(routes.values(), key=lambda r: r.key),
             http_port=settings.http_port, https_port=settings.https_port, control_port=settings.control_port,
             drain_timeout=int(settings.drain_timeout), root=MOUNT))
 
@@ -501,8 +532,10 @@ def maintenance_page(message: str) -> str:
             f"<body><h1>Down for maintenance</h1><p>{text}</p></body></html>\n")
 
 
-def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
-    problems = _conflicts(routes, settings)
+def _check_conflicts(routes: dict[str, Route], settings: ProxySettings, before: dict[str, Route]) -> None:
+    changed = {k for k, r in routes.items() if k not in before or (before[k].domains, before[k].port) !=
+               (r.domains, r.port)}
+    problems = _conflicts(routes, settings, changed)
     if problems:
         first, rest = problems[0], problems[1:]
         raise ProxyError(first[0] + (f" (and {len(rest)} more clash(es))" if rest else ""),
@@ -510,12 +543,13 @@ def _check_conflicts(routes: dict[str, Route], settings: ProxySettings) -> None:
                          details="\n".join(msg for msg, _ in problems) if rest else None)
 
 
-def _conflicts(routes: dict[str, Route], settings: ProxySettings) -> list[tuple[str, str]]:
-    """Every domain and port clash between routes: (message, fix) each."""
+def _conflicts(routes: dict[str, Route], settings: ProxySettings, newcomers: set[str]) -> list[tuple[str, str]]:
+    """Every domain and port clash between routes: (message, fix) each. Routes already on the host own what
+    they have; the `newcomers` are the ones that clash."""
     domains: dict[str, str] = {}
     ports: dict[int, str] = {}
     problems: list[tuple[str, str]] = []
-    for route in sorted(routes.values(), key=lambda r: r.key):
+    for route in sorted(routes.values(), key=lambda r: (r.key in newcomers, r.key)):
         owner = f"{route.app}/{route.environment}"
         for d in route.domains:
             if d in domains and domains[d] != owner:

@@ -4,10 +4,11 @@ The state is text, one line per route, so the proxy parses it without a JSON lib
 
     v <version>
     r <key> <release> <deploy> <peers> <canary release> <canary deploy> <canary peers> <weight> <sticky> <maint>
-      <allowed>
+      <allowed> <certificate>
 
 `allowed`: the networks a maintenance window lets through, as hex bytes/prefix bits (so the proxy compares them
-with the client's binary address without parsing text).
+with the client's binary address without parsing text). `certificate`: a digest of the route's certificate and
+key files; when it changes the proxy loads the files at the next TLS handshake (no reload).
 
 `version` is a digest of the lines: the same routing always has the same version, and the control endpoint
 answers a POST with the version it now serves, which is how headway confirms a change.
@@ -40,6 +41,7 @@ class ServedRoute:
     sticky: str = "none"
     maintenance: bool = False
     allow: list[str] = field(default_factory=list)  # CIDRs, as RouteMaintenance.allow
+    certificate: str = ""  # digest of the certificate files; "" without TLS
 
     def apply_to(self, route: Route) -> Route:
         """`route` with what this says is served (the files on the host follow the proxy)."""
@@ -75,7 +77,7 @@ def _peers(peers: list[str]) -> str:
     return ",".join(peers) if peers else "-"
 
 
-def served_route(route: Route) -> ServedRoute:
+def served_route(route: Route, certificate: str = "") -> ServedRoute:
     canary = route.canary
     return ServedRoute(
         release=route.release, deploy=route.deploy, peers=list(route.upstreams),
@@ -83,14 +85,15 @@ def served_route(route: Route) -> ServedRoute:
         canary_peers=list(canary.upstreams) if canary else [], weight=canary.weight if canary else 0,
         sticky=(canary.sticky or "none") if canary else "none",
         maintenance=route.maintenance is not None,
-        allow=list(route.maintenance.allow) if route.maintenance else [])
+        allow=list(route.maintenance.allow) if route.maintenance else [], certificate=certificate)
 
 
-def render_state(routes: dict[str, Route]) -> str:
-    """The routing of these routes; a peer that is not ip:port is refused before anything changes."""
+def render_state(routes: dict[str, Route], certificates: dict[str, str] | None = None) -> str:
+    """The routing of these routes; a peer that is not ip:port is refused before anything changes.
+    `certificates`: route key -> digest of its certificate files."""
     lines = []
     for key in sorted(routes):
-        s = served_route(routes[key])
+        s = served_route(routes[key], (certificates or {}).get(key, ""))
         bad = [p for p in s.peers + s.canary_peers if not _PEER.match(p)]
         if bad or not _KEY.match(key):
             raise ProxyError(f"route {key}: {bad[0] if bad else key!r} is not a valid ip:port peer; nothing was "
@@ -98,7 +101,7 @@ def render_state(routes: dict[str, Route]) -> str:
         lines.append(" ".join([
             "r", key, _field(s.release), str(s.deploy), _peers(s.peers), _field(s.canary_release),
             str(s.canary_deploy), _peers(s.canary_peers), str(s.weight), s.sticky, "1" if s.maintenance else "0",
-            _networks(s.allow)]))
+            _networks(s.allow), s.certificate or "-"]))
     body = "".join(line + "\n" for line in lines)
     version = hashlib.sha256(body.encode()).hexdigest()[:16]
     return f"v {version}\n{body}"
@@ -117,7 +120,8 @@ def parse_state(text: str) -> RoutingState | None:
             routes[f[1]] = ServedRoute(
                 release=_text(f[2]), deploy=int(f[3]), peers=_peer_list(f[4]), canary_release=_text(f[5]),
                 canary_deploy=int(f[6]), canary_peers=_peer_list(f[7]), weight=int(f[8]), sticky=f[9],
-                maintenance=f[10] == "1", allow=_network_list(f[11]) if len(f) > 11 else [])
+                maintenance=f[10] == "1", allow=_network_list(f[11]) if len(f) > 11 else [],
+                certificate=f[12] if len(f) > 12 and f[12] != "-" else "")
         else:
             return None
     return RoutingState(version, routes) if version else None

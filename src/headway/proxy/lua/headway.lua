@@ -7,7 +7,7 @@
 -- State format, one record per line, fields separated by single spaces, text fields URI-escaped:
 --   v <version>
 --   r <key> <release> <deploy> <peers|-> <canary release|-> <canary deploy> <canary peers|-> <weight> <sticky> <maint>
---     <allowed|->
+--     <allowed|-> <certificate version|->
 -- where <allowed> lists the networks a maintenance window lets through, as hex bytes/prefix bits
 -- (0a090909/32,20010db8/32): compared with the client's binary address, IPv4 and IPv6 alike.
 
@@ -99,6 +99,7 @@ function M.parse(text)
                 sticky = f[10],
                 maintenance = f[11] == "1",
                 allow = networks_of(f[12]),
+                cert = f[13] ~= "-" and f[13] or nil,
             }
         elseif f[1] ~= nil then
             return {}, nil
@@ -227,6 +228,90 @@ function M.log()
     if peer then
         dict:incr("a:" .. peer, -1, 0)
     end
+end
+
+-- TLS handshake: the route's certificate as headway last gave it, so a renewed certificate serves from the next
+-- handshake on without a reload. The PEM text lives in the shared dictionary (the workers cannot read the 0600
+-- key file; the master loads the files at start-up, headway posts renewals). Parsed once per version and worker;
+-- on any problem the certificate nginx loaded with its config serves instead.
+local certificates = {}
+
+local function read(path)
+    local fh = io.open(path, "r")
+    if not fh then
+        return nil
+    end
+    local text = fh:read("*a")
+    fh:close()
+    return text
+end
+
+local function store_certificate(key, version, cert_pem, key_pem)
+    dict:set("cc:" .. key, cert_pem)
+    dict:set("ck:" .. key, key_pem)
+    dict:set("cv:" .. key, version) -- last: a worker that sees the version finds both parts
+end
+
+-- init_by_lua (master, which can read the key files): every routed certificate into the dictionary
+function M.load_certificates(root)
+    local parsed = M.parse(dict:get("state") or "")
+    for key, r in pairs(parsed) do
+        if r.cert and dict:get("cv:" .. key) ~= r.cert then
+            local cert_pem = read(root .. "/certs/" .. key .. "/fullchain.pem")
+            local key_pem = read(root .. "/certs/" .. key .. "/privkey.pem")
+            if cert_pem and key_pem then
+                store_certificate(key, r.cert, cert_pem, key_pem)
+            end
+        end
+    end
+end
+
+function M.certificate(key)
+    local version = dict:get("cv:" .. key)
+    if version == nil then
+        return
+    end
+    local ssl = require("ngx.ssl")
+    local c = certificates[key]
+    if c == nil or c.version ~= version then
+        local cert, err = ssl.parse_pem_cert(dict:get("cc:" .. key) or "")
+        local pkey, err2 = ssl.parse_pem_priv_key(dict:get("ck:" .. key) or "")
+        if not cert or not pkey then
+            ngx.log(ngx.ERR, "headway: certificate of ", key, " not usable: ", err or err2)
+            return
+        end
+        c = { version = version, cert = cert, key = pkey }
+        certificates[key] = c
+    end
+    local ok, err = ssl.clear_certs()
+    if ok then
+        ok, err = ssl.set_cert(c.cert)
+    end
+    if ok then
+        ok, err = ssl.set_priv_key(c.key)
+    end
+    if not ok then
+        ngx.log(ngx.ERR, "headway: cannot set the certificate of ", key, ": ", err)
+    end
+end
+
+-- control endpoint: POST /certificate?key=K&version=V with the chain, a line "--", and the key
+function M.put_certificate()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data() or ""
+    local key, version = ngx.var.arg_key, ngx.var.arg_version
+    local cert_pem, key_pem = body:match("^(.-)\n%-%-\n(.*)$")
+    if not key or not version or not cert_pem or not key_pem then
+        ngx.status = 400
+        ngx.say("not a certificate")
+        return ngx.exit(400)
+    end
+    store_certificate(key, version, cert_pem, key_pem)
+    ngx.say(version)
+end
+
+function M.certificate_version(key)
+    return dict:get("cv:" .. key)
 end
 
 -- control endpoint: GET shows the state served now; POST replaces it
