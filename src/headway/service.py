@@ -28,6 +28,7 @@ from headway.state.store import AppState, state_root
 
 if TYPE_CHECKING:
     from headway.data.backup import BackupService
+    from headway.release.quick import QuickSwitch
     from headway.data.restore import RestoreResult
 
 
@@ -47,7 +48,12 @@ class Headway:
         engine = engine or DockerEngine()
         proxy = Proxy(engine, root)
         state = AppState(root, target.app, target.environment)
-        return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter))
+        hooks = None
+        if target.config.databases:
+            from headway.data.deploy_hooks import DataHooks
+
+            hooks = DataHooks()
+        return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter, hooks))
 
     @staticmethod
     def proxy_only(state_dir: str | Path | None = None) -> Proxy:
@@ -57,18 +63,19 @@ class Headway:
         return self.deployer.deploy(release_version(self.target.root, version), wait=wait)
 
     def rollback(self, release: str | None = None, wait: float | None = None, *, with_data: bool = False,
-                 identities: list[Any] | None = None, confirmed: bool = False) -> Outcome:
+                 identities: list[Any] | None = None, confirmed: bool = False, quick: QuickSwitch | None = None
+                 ) -> Outcome:
         if with_data:
             from headway.data.deploy_hooks import rollback_with_data
 
             return rollback_with_data(self.deployer, release, wait, identities, confirmed)[0]
-        return self.deployer.rollback(release, wait=wait)
+        return self.deployer.rollback(release, wait=wait, quick=quick)
 
     def databases(self) -> BackupService:
         """Databases of this environment: backups, verification, restore (see headway.data.backup)."""
         from headway.data.backup import BackupService
 
-        return BackupService(self.target, self.engine, self.state.dir.parents[2], self.deployer.report)
+        return BackupService(self.target, self.engine, self.state.root, self.deployer.report)
 
     def restore_database(self, backup_id: str | None = None, *, name: str | None = None, into: str | None = None,
                          identities: list[Any] | None = None, confirmed: bool = False) -> RestoreResult:

@@ -366,7 +366,7 @@ def db_schedule(obj: Any, environment: str, install: bool, cron_dir: str, log_di
 
     hw = _hw(obj, environment, quiet=True)
     config = find_config(explicit=getattr(obj, "config", None))
-    root = hw.state.dir.parents[2]
+    root = hw.state.root
     if not install:
         sys.stdout.write(schedule.render_cron(hw.target, config, root, Path(log_dir)))
         return

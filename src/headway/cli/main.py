@@ -112,8 +112,18 @@ def deploy(obj: Context, environment: str, version: str | None, wait: float | No
 def rollback(obj: Context, environment: str, release: str | None, wait: float | None, with_data: bool,
              identity: str | None, yes: bool, as_json: bool) -> None:
     """Put a previous release back in service (default: the one before the live one)."""
+    quick = None
+    if release is None and not with_data:  # to the warm standby before the library even loads, if it can
+        from headway.release.quick import try_switch
+
+        quick = try_switch(obj.state_dir, obj.config, environment)
     reporter = ConsoleReporter()
-    hw = obj.headway(environment, reporter)
+    try:
+        hw = obj.headway(environment, reporter)
+    except BaseException:
+        if quick is not None:
+            quick.release_lock()  # switched and journaled: the next command finishes it
+        raise
     if with_data and not yes and (not sys.stdin.isatty() or not click.confirm(
             f"Roll back {environment} AND restore its databases as they were before the live deploy?")):
         raise HeadwayError("not rolled back", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
@@ -122,7 +132,8 @@ def rollback(obj: Context, environment: str, release: str | None, wait: float | 
         from headway.data.pipeline import load_identity
 
         identities = load_identity(identity)
-    outcome = hw.rollback(release, wait=wait, with_data=with_data, identities=identities, confirmed=True)
+    outcome = hw.rollback(release, wait=wait, with_data=with_data, identities=identities, confirmed=True,
+                          quick=quick)
     rec = outcome.record
     if as_json:
         print_json({"release": rec.model_dump(), "urls": outcome.urls,

@@ -136,7 +136,7 @@ def clone_database(source: Headway, target: Headway, plan: ClonePlan, rules: Ano
                    confirmed: bool = False) -> CloneResult:
     """Restore the source's backup beside the target's database, anonymize that copy, then swap it in."""
     check_environments(plan.source, plan.target)
-    root = target.state.dir.parents[2]
+    root = target.state.root
     svc = _TargetService(target.target, target.engine, root, target.deployer.report, source.databases())
     spec = svc.dbs.spec(plan.database)
     _check_spec(spec, plan.target)

@@ -17,6 +17,24 @@ if TYPE_CHECKING:
     from headway.release.deployer import Deployer, Outcome
 
 
+class DataHooks:
+    """The deploy hooks (release/hooks.py) for environments with managed databases."""
+
+    def ensure_databases(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
+        ensure_databases(target, engine, state_root, report)
+
+    def database_env(self, target: Target, engine: DockerEngine, state_root: Path) -> dict[str, str]:
+        return database_env(target, engine, state_root)
+
+    def backup_before_release(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter,
+                              number: int) -> list[Any]:
+        return backup_before_release(target, engine, state_root, report, number)
+
+    def with_restore_hint(self, exc: ReleaseCommandFailed, backups: list[Any],
+                          environment: str) -> ReleaseCommandFailed:
+        return with_restore_hint(exc, backups, environment)
+
+
 def ensure_databases(target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
     if not target.config.databases:
         return
@@ -75,7 +93,7 @@ def rollback_with_data(deployer: Deployer, release: str | None, wait: float | No
     """Roll the code back, then restore the backups taken just before the deploy being rolled back."""
     from headway.data.backup import BackupService
 
-    svc = BackupService(deployer.t, deployer.engine, deployer.state.dir.parents[2], deployer.report)
+    svc = BackupService(deployer.t, deployer.engine, deployer.state.root, deployer.report)
     live = deployer.state.current().live
     if live is None:
         raise NotFound(f"{deployer.t.app}/{deployer.t.environment} has not been deployed", "nothing to roll back")

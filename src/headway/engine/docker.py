@@ -1,26 +1,50 @@
-"""The Docker Engine, through the docker SDK: every call headway makes to the engine goes through here."""
+"""The Docker Engine, through the docker SDK: every call headway makes to the engine goes through here.
+
+The SDK (and requests under it) is imported on first use, not when headway starts: `headway status` lists
+containers with one engine call over the local socket and never loads it.
+"""
 
 from __future__ import annotations
 
+import functools
+import http.client
 import ipaddress
+import json
+import os
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-import docker
-import docker.errors
-import docker.types
-from docker.models.containers import Container
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
 
 from headway import faults
 from headway.config.model import Resources
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
 LineSink = Callable[[str], None]
+
+
+@functools.cache
+def sdk() -> ModuleType:
+    """The docker SDK, imported once, when first needed."""
+    import docker
+    import docker.errors
+    import docker.types
+
+    return docker
+
+
+def _errors() -> Any:
+    return sdk().errors
 FIXED_ADDRESSES = "dev.headway.fixed-addresses"  # on networks whose upper half headway hands out
 NETWORK_LABEL = "dev.headway.network"  # on containers with a fixed address: the network and the address
 ADDRESS_LABEL = "dev.headway.address"
@@ -37,16 +61,52 @@ class DockerEngine:
     """A thin, typed layer over the docker SDK with headway's labels and error messages."""
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
-        if client is None:
+        self._client = client
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        self._socket = host[len("unix://"):] if host.startswith("unix://") and client is None else None
+        if self._socket is None:
+            _ = self.client  # not a local socket: connect (and fail) now
+        elif not os.path.exists(self._socket):
+            raise self._unavailable(f"{self._socket}: no such socket")
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
             try:
-                client = docker.from_env(timeout=120)
+                client = sdk().from_env(timeout=120)
                 client.ping()
-            except docker.errors.DockerException as exc:
-                raise DockerUnavailable(
-                    "cannot reach the Docker daemon (is it running?)",
-                    "start it (`systemctl start docker`, or `dockerd &` on hosts without systemd) "
-                    "or set DOCKER_HOST", details=str(exc)) from None
-        self.client = client
+            except _errors().DockerException as exc:
+                raise self._unavailable(str(exc)) from None
+            self._client = client
+        return self._client
+
+    @staticmethod
+    def _unavailable(details: str) -> DockerUnavailable:
+        return DockerUnavailable("cannot reach the Docker daemon (is it running?)",
+                                 "start it (`systemctl start docker`, or `dockerd &` on hosts without systemd) "
+                                 "or set DOCKER_HOST", details=details)
+
+    def _local_get(self, path: str) -> Any:
+        """GET on the engine's local socket, for the read-only calls of fast commands."""
+        assert self._socket is not None
+        conn = http.client.HTTPConnection("localhost", timeout=30)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(30)
+            sock.connect(self._socket)
+        except OSError as exc:
+            sock.close()
+            raise self._unavailable(str(exc)) from None
+        conn.sock = sock
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise HeadwayError(f"Docker refused: {resp.status} {body[:200]!r}", "see the message")
+        return json.loads(body)
 
     # -- networks and volumes ---------------------------------------------------------------------------
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
@@ -64,9 +124,9 @@ class DockerEngine:
         net = ipaddress.ip_network(subnet)
         lower = next(net.subnets(prefixlen_diff=1))
         probe.remove()
-        pool = docker.types.IPAMPool(subnet=str(net), iprange=str(lower), gateway=config.get("Gateway"))
+        pool = sdk().types.IPAMPool(subnet=str(net), iprange=str(lower), gateway=config.get("Gateway"))
         self.client.networks.create(name, driver="bridge", labels={**labels, FIXED_ADDRESSES: "upper-half"},
-                                    check_duplicate=True, ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+                                    check_duplicate=True, ipam=sdk().types.IPAMConfig(pool_configs=[pool]))
 
     def fixed_address(self, network: str) -> str | None:
         """A free address for a new container on `network` that it keeps for good; None when the network
@@ -95,13 +155,13 @@ class DockerEngine:
         for net in self.client.networks.list(names=[name]):
             try:
                 net.remove()
-            except docker.errors.NotFound:
+            except _errors().NotFound:
                 pass
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         try:
             self.client.volumes.get(name)
-        except docker.errors.NotFound:
+        except _errors().NotFound:
             self.client.volumes.create(name, labels=labels)
 
     def volumes(self, selector: list[str]) -> list[Any]:
@@ -147,7 +207,7 @@ class DockerEngine:
                     raise BuildFailed("image build failed: " + chunk["error"].strip().splitlines()[-1],
                                       "fix the Dockerfile or build context; the build output is above",
                                       details="\n".join(tail))
-        except docker.errors.APIError as exc:
+        except _errors().APIError as exc:
             raise BuildFailed(f"image build failed: {exc.explanation or exc}",
                               "fix the Dockerfile or build context", details="\n".join(tail)) from None
         return image_id or self.client.images.get(tag).id
@@ -156,13 +216,13 @@ class DockerEngine:
         try:
             self.client.images.get(ref)
             return True
-        except docker.errors.ImageNotFound:
+        except _errors().ImageNotFound:
             return False
 
     def remove_image(self, ref: str) -> None:
         try:
             self.client.images.remove(ref, noprune=False)
-        except (docker.errors.ImageNotFound, docker.errors.APIError):
+        except (_errors().ImageNotFound, _errors().APIError):
             pass  # still used by a container, or already gone
 
     def require_image(self, ref: str, what: str) -> None:
@@ -171,7 +231,7 @@ class DockerEngine:
             return
         try:
             self.client.images.pull(ref)
-        except docker.errors.DockerException as exc:
+        except _errors().DockerException as exc:
             raise HeadwayError(f"{what}: image {ref} is not on this host and could not be pulled",
                                f"check the image name, or build/pull it first (`docker pull {ref}`)",
                                details=str(exc)) from None
@@ -184,7 +244,12 @@ class DockerEngine:
         """One engine call for many containers: name, labels, state ("running", "exited") and status text
         ("Up 5 minutes"), without inspecting each."""
         out = []
-        for c in self.client.api.containers(all=True, filters={"label": selector}):
+        if self._socket is not None and self._client is None:
+            query = quote(json.dumps({"label": selector}), safe="")
+            found = self._local_get(f"/containers/json?all=1&filters={query}")
+        else:
+            found = self.client.api.containers(all=True, filters={"label": selector})
+        for c in found:
             names = c.get("Names") or [""]
             out.append({"name": names[0].lstrip("/"), "labels": c.get("Labels") or {}, "state": c.get("State", ""),
                         "status": c.get("Status", "")})
@@ -193,7 +258,7 @@ class DockerEngine:
     def get(self, name: str) -> Container | None:
         try:
             return self.client.containers.get(name)
-        except docker.errors.NotFound:
+        except _errors().NotFound:
             return None
 
     def create(self, *, name: str, image: str, command: list[str] | None, env: dict[str, str],
@@ -241,13 +306,13 @@ class DockerEngine:
     def stop(self, container: Container, timeout: float) -> None:
         try:
             container.stop(timeout=int(max(1, timeout)))
-        except docker.errors.NotFound:
+        except _errors().NotFound:
             pass
 
     def remove(self, container: Container, *, volumes: bool = False) -> None:
         try:
             container.remove(force=True, v=volumes)
-        except docker.errors.NotFound:
+        except _errors().NotFound:
             pass
 
     def state(self, container: Container) -> dict[str, Any]:
@@ -296,7 +361,7 @@ class DockerEngine:
     def last_lines(self, container: Container, n: int = 20) -> str:
         try:
             return str(container.logs(tail=n, stdout=True, stderr=True).decode(errors="replace")).rstrip()
-        except docker.errors.DockerException:
+        except _errors().DockerException:
             return ""
 
     def run_oneoff(self, *, name: str, image: str, command: list[str], env: dict[str, str],

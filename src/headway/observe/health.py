@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import http.client
 import time
 from collections.abc import Callable
@@ -9,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from docker.models.containers import Container
 
 from headway.config.model import CommandHealth, HttpHealth
 from headway.engine.docker import DockerEngine
+
+if TYPE_CHECKING:
+    from headway.engine.docker import Container
 
 
 @dataclass(frozen=True)

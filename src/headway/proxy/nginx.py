@@ -26,14 +26,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docker.models.containers import Container
 from pydantic import BaseModel
 
 from headway import faults
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
+
+if TYPE_CHECKING:
+    from headway.engine.docker import Container
 from headway.errors import ProxyError
 from headway.observe.health import http_get
 from headway.proxy.routes import Route, RouteTable

@@ -7,19 +7,18 @@ removes the new containers and leaves the old release serving as it was.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-
-from docker.models.containers import Container
+from typing import TYPE_CHECKING
 
 from headway.config.model import HttpHealth
 from headway.config.resolve import RoleSpec, Target
-from headway.data.deploy_hooks import backup_before_release, database_env, ensure_databases, with_restore_hint
 from headway.engine import labels as L
-from headway.engine.docker import DockerEngine
 from headway.errors import (
     Aborted,
     CanaryFailed,
@@ -35,11 +34,16 @@ from headway.proxy.nginx import Proxy
 from headway.observe.access_log import AccessLogReader
 from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RouteTls
 from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
-from headway.release.plan import DeployPlan, plan_deploy, plan_to_data, rollback_candidate
+from headway.release.plan import DeployPlan, plan_deploy, plan_from_data, plan_to_data, rollback_candidate
+from headway.release.quick import NOTE, QuickSwitch
 from headway.release.report import RecordingReporter, Reporter
 from headway import faults
 from headway.state.journal import Journal
+from headway.release.hooks import DeployHooks, NoHooks
 from headway.state.store import AppState, Current, ReleaseRecord, now_iso, operator
+
+if TYPE_CHECKING:
+    from headway.engine.docker import Container, DockerEngine
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Outcome:
 
 class Deployer:
     def __init__(self, target: Target, engine: DockerEngine, proxy: Proxy, state: AppState,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, hooks: DeployHooks | None = None) -> None:
         self.t = target
+        self.hooks: DeployHooks = hooks or NoHooks()
         self.engine = engine
         self.proxy = proxy
         self.state = state
@@ -74,8 +79,7 @@ class Deployer:
     def present_deploys(self) -> set[int]:
         sel = L.selector(app=self.t.app, environment=self.t.environment, kind="app")
         # labels are all this needs: the sparse list avoids inspecting every retained container
-        found = self.engine.client.containers.list(all=True, sparse=True, filters={"label": sel})
-        labels = [c.attrs.get("Labels") or {} for c in found]
+        labels = [c["labels"] for c in self.engine.summaries(sel)]
         return {int(lb[L.DEPLOY]) for lb in labels if L.DEPLOY in lb}
 
     def urls(self) -> list[str]:
@@ -122,12 +126,12 @@ class Deployer:
                 with self.report.step(f"build image {image}"):
                     self._build(image)
                 faults.point("deploy:built")
-                pre_release = backup_before_release(self.t, self.engine, self.state.dir.parents[2], self.report,
-                                                    number) if self.t.config.databases else []
+                pre_release = self.hooks.backup_before_release(self.t, self.engine, self.state.root, self.report,
+                                                               number) if self.t.config.databases else []
                 try:
                     self._run_release_commands(image, number, version)
                 except ReleaseCommandFailed as exc:
-                    raise with_restore_hint(exc, pre_release, self.t.environment) from None
+                    raise self.hooks.with_restore_hint(exc, pre_release, self.t.environment) from None
                 faults.point("deploy:released")
                 if self._canary_applies(current):
                     web_name = self.t.web_role.name if self.t.web_role else ""
@@ -158,6 +162,7 @@ class Deployer:
             faults.point("deploy:recorded")
             self._retire_after_switch(plan, current)
             self.journal.end(op, "finished")
+            self._write_standby_note(plan)
             return Outcome(record, self.urls())
 
     def reconcile(self) -> list[str]:
@@ -252,7 +257,7 @@ class Deployer:
                           labels=L.owned("image", app=self.t.app), on_line=None)
 
     def _env_for(self, role: RoleSpec | None, version: str, number: int) -> dict[str, str]:
-        return database_env(self.t, self.engine, self.state.dir.parents[2]) | self.t.container_env(role, {
+        return self.hooks.database_env(self.t, self.engine, self.state.root) | self.t.container_env(role, {
             "HEADWAY_APP": self.t.app, "HEADWAY_ENVIRONMENT": self.t.environment,
             "HEADWAY_RELEASE": version, "HEADWAY_DEPLOY": str(number),
             "HEADWAY_ROLE": role.name if role else "release"})
@@ -483,10 +488,13 @@ class Deployer:
             raise HealthCheckFailed("accessory " + _health_message(failed),
                                     "check the accessory's image, env and secrets in headway.yml",
                                     details=self._last_logs([c for c, _ in pending], failed))
-        ensure_databases(self.t, self.engine, self.state.dir.parents[2], self.report)
+        self.hooks.ensure_databases(self.t, self.engine, self.state.root, self.report)
 
     # -- rollback ---------------------------------------------------------------------------------------
-    def rollback(self, ref: str | None = None, *, wait: float | None = None) -> Outcome:
+    def rollback(self, ref: str | None = None, *, wait: float | None = None,
+                 quick: QuickSwitch | None = None) -> Outcome:
+        if quick is not None:
+            return self._finish_quick_rollback(quick)
         with self.state.lock(f"rollback {ref or ''}".strip(), wait=self.t.deploy.lock_wait if wait is None
                              else wait):
             started = time.monotonic()
@@ -562,7 +570,76 @@ class Deployer:
             faults.point("rollback:recorded")
             self._retire_after_switch(plan, current)
             self.journal.end(op, "finished")
+            self._write_standby_note(plan)
             return Outcome(record, self.urls())
+
+    def _finish_quick_rollback(self, quick: QuickSwitch) -> Outcome:
+        """The switch to the warm standby was made before the library loaded (release/quick.py): sync the files,
+        start the other roles, record, retire. The lock and the journal operation are the quick path's."""
+        with self.state.adopt_lock(quick.lock_fd):
+            op = next(o for o in self.journal.operations() if o.id == quick.op_id)
+            record = ReleaseRecord.model_validate(op.plan["record"])
+            plan = plan_from_data(op.plan["plan"])
+            current = self.state.current()  # not yet recorded: still names the release traffic left
+            containers = self.containers(deploy=quick.number)
+            web = self._web_only(containers)
+            route = self._route_for(web, record.version, quick.number)
+            if route is not None:
+                self.proxy.set_route(route)  # the files on the host say what the proxy already serves
+            others = [c for c in containers if c not in web]
+            try:
+                with self.report.step(f"start other roles of release {record.version} (deploy {quick.number})"):
+                    for c in others:
+                        if c.status != "running":
+                            self.engine.start(c)
+                with self.report.step("health gate (other roles)"):
+                    self._gate(others)
+            except Exception as exc:  # noqa: BLE001 - traffic is on the standby already; say what is wrong
+                self.report.info(f"warning: release {record.version} serves, but: {exc}")
+            record.duration_s = round(quick.switched_after_s, 3)
+            self._record_rollback(record, current, plan)
+            self.journal.step(op, "recorded")
+            self._retire_after_switch(plan, current)
+            self.journal.end(op, "finished")
+            self._write_standby_note(plan)
+            return Outcome(record, self.urls())
+
+    def _write_standby_note(self, plan: DeployPlan) -> None:
+        """What a rollback to the warm standby will do, for release/quick.py; removed when there is none."""
+        path = self.state.dir / NOTE
+        web_role = self.t.web_role
+        if plan.standby is None or web_role is None or not isinstance(web_role.health, HttpHealth) or \
+                not (self.t.domains or self.t.port):
+            path.unlink(missing_ok=True)
+            return
+        standby = [c for c in self.containers(deploy=plan.standby, include_stopped=False)]
+        web = self._web_only(standby)
+        target = next((r for r in self.state.history() if r.number == plan.standby and r.action == "deploy"),
+                      None)
+        if not web or target is None:
+            path.unlink(missing_ok=True)
+            return
+        all_standby = self.containers(deploy=plan.standby)
+        replicas = {r: sum(1 for c in all_standby if c.labels.get(L.ROLE) == r) for r in self.t.roles}
+        record = ReleaseRecord(number=0, action="rollback", outcome="done", version=target.version,
+                               image=target.image, config_hash=target.config_hash, color=target.color,
+                               rollback_of=plan.number, target=plan.standby, replicas=replicas)
+        back = DeployPlan(number=plan.standby, version=target.version, color=target.color, start=[],
+                          replicas=replicas, retire=[plan.number],
+                          standby=plan.number if self.t.deploy.warm_standby else None)
+        current = self.state.current()
+        health = web_role.health
+        note = {"live": plan.number, "standby": plan.standby, "release": target.version,
+                "route_key": self.route_key, "peers": self._upstreams(web),
+                "health": {"path": health.path, "host": health.host or (self.t.domains[0] if self.t.domains
+                                                                       else None),
+                           "status": health.status, "timeout": health.timeout},
+                "plan": {"number": plan.standby, "record": record.model_dump(mode="json"),
+                         "plan": plan_to_data(back), "previous": current.model_dump(mode="json"),
+                         "running_before": [c.name for c in all_standby if c.status == "running"]}}
+        tmp = path.with_name(f".{NOTE}.tmp")
+        tmp.write_text(json.dumps(note, indent=2))
+        os.replace(tmp, path)
 
     def _record_rollback(self, record: ReleaseRecord, current: Current, plan: DeployPlan) -> None:
         for rec in self.state.history():

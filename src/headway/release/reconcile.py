@@ -90,6 +90,7 @@ class Reconciler:
                                             maintenance=previous.maintenance))
             d._retire_after_switch(plan, previous)
             d.journal.end(op, "recovered", "finished: it was serving")
+            d._write_standby_note(plan)
             self.notes.append(f"an interrupted deploy of {record.version} (deploy {number}) was already serving: "
                               "finished it")
             return
@@ -121,6 +122,7 @@ class Reconciler:
                 d._record_rollback(record, previous, plan)
             d._retire_after_switch(plan, previous)
             d.journal.end(op, "recovered", "finished: it was serving")
+            d._write_standby_note(plan)
             self.notes.append(f"an interrupted rollback to {record.version} (deploy {number}) was already "
                               "serving: finished it")
             return

@@ -76,6 +76,7 @@ class AppState:
     """History and current pointer of one app in one environment."""
 
     def __init__(self, root: Path, app: str, environment: str) -> None:
+        self.root = root  # the host's state directory (one place: apps/, proxy/, backups/ are under it)
         self.dir = root / "apps" / app / environment
         self.app, self.environment = app, environment
 
@@ -156,6 +157,16 @@ class AppState:
         self._ensure()
         return hold_lock(self.dir / "deploy.lock", command, wait, subject=f"{self.app}/{self.environment} is locked",
                          fix="wait for it to finish, or pass --wait SECONDS to queue behind it")
+
+    @contextmanager
+    def adopt_lock(self, fd: int) -> Iterator[None]:
+        """Hold the deploy lock another part of this process took (release/quick.py), release it at the end."""
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
 
     def lock_holder(self) -> LockInfo | None:
         path = self.dir / "deploy.lock"
