@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import FIXTURES, _cleanup_app, free_port
 
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.backup import BackupService
 from headway.engine.docker import DockerEngine
 from headway.service import Headway

@@ -11,7 +11,7 @@ import pyrage
 import pytest
 from tests.integration.db_support import DbApp
 
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.backup import RestoreFailed
 from headway.data.pipeline import IntegrityError
 from headway.data.storage import StorageError

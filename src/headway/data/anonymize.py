@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from docker.models.containers import Container
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
 from headway.config.loader import _line_of, _plain, load_mapping, read_text
 from headway.engine.container_io import ExecResult, exec_split, put_file
-from headway.engine.docker import DockerEngine
+from headway.engine.docker import Container, DockerEngine
 from headway.errors import ConfigError, ExitCode, HeadwayError
 
 RULES_NAME = "anonymize.yml"

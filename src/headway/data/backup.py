@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from headway.config.resolve import Target
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.catalog import BackupRecord, Catalog
 from headway.data.databases import SPOOL, Databases, DatabaseSpec, StorageSpec, resolve_storage
 from headway.data.engines import DIALECTS, Dialect, Endpoint, Postgres, Redis
-from headway.data.exec_stream import ExecProcess, SpoolFeed, SpoolPipe
+from headway.engine.exec_stream import ExecProcess, SpoolFeed, SpoolPipe
 from headway.data.lock import database_lock
 from headway.data.pipeline import decode, encode
 from headway.data.retention import to_delete

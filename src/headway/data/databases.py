@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from docker.models.containers import Container
 
 from headway.config.model import CommandHealth, Resources
 from headway.config.resolve import Target
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.credentials import Credentials, credentials_path, load_or_create
 from headway.data.engines import DIALECTS, Dialect, Endpoint
 from headway.data.schema import BackupPolicy, Database, Pitr, S3Storage, url_env_of
 from headway.engine import labels as L
-from headway.engine.docker import DockerEngine
+from headway.engine.docker import Container, DockerEngine
 from headway.errors import ConfigError, HealthCheckFailed, HeadwayError, NotFound
 from headway.observe.health import HealthGate, HealthTarget
 from headway.release.report import RecordingReporter, Reporter

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from headway.config.resolve import Target
 from headway.data.catalog import BackupRecord
 from headway.data.databases import Databases
+from headway.engine.base import Engine
 from headway.engine.docker import DockerEngine
 from headway.errors import Aborted, NotFound, ReleaseCommandFailed
 from headway.release.report import Reporter
@@ -17,18 +18,26 @@ if TYPE_CHECKING:
     from headway.release.deployer import Deployer, Outcome
 
 
+def docker_engine(engine: Engine) -> DockerEngine:
+    """The data tools stream dumps through the engine's exec API, which only the Docker implementation has."""
+    if not isinstance(engine, DockerEngine):
+        raise NotFound("managed databases need the Docker engine on this host",
+                       "remove `databases:` from headway.yml for this environment, or deploy to a Docker host")
+    return engine
+
+
 class DataHooks:
     """The deploy hooks (release/hooks.py) for environments with managed databases."""
 
-    def ensure_databases(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
-        ensure_databases(target, engine, state_root, report)
+    def ensure_databases(self, target: Target, engine: Engine, state_root: Path, report: Reporter) -> None:
+        ensure_databases(target, docker_engine(engine), state_root, report)
 
-    def database_env(self, target: Target, engine: DockerEngine, state_root: Path) -> dict[str, str]:
-        return database_env(target, engine, state_root)
+    def database_env(self, target: Target, engine: Engine, state_root: Path) -> dict[str, str]:
+        return database_env(target, docker_engine(engine), state_root)
 
-    def backup_before_release(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter,
+    def backup_before_release(self, target: Target, engine: Engine, state_root: Path, report: Reporter,
                               number: int) -> list[Any]:
-        return backup_before_release(target, engine, state_root, report, number)
+        return backup_before_release(target, docker_engine(engine), state_root, report, number)
 
     def with_restore_hint(self, exc: ReleaseCommandFailed, backups: list[Any],
                           environment: str) -> ReleaseCommandFailed:
@@ -93,7 +102,7 @@ def rollback_with_data(deployer: Deployer, release: str | None, wait: float | No
     """Roll the code back, then restore the backups taken just before the deploy being rolled back."""
     from headway.data.backup import BackupService
 
-    svc = BackupService(deployer.t, deployer.engine, deployer.state.root, deployer.report)
+    svc = BackupService(deployer.t, docker_engine(deployer.engine), deployer.state.root, deployer.report)
     live = deployer.state.current().live
     if live is None:
         raise NotFound(f"{deployer.t.app}/{deployer.t.environment} has not been deployed", "nothing to roll back")

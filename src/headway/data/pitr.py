@@ -23,13 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-import docker.errors
-from docker.models.containers import Container
 
 from headway.config.model import Resources
 from headway.engine import labels as L
 from headway.engine.container_io import ExecResult, exec_split, put_file
-from headway.engine.docker import DockerEngine
+from headway.engine.docker import Container, DockerEngine
 from headway.errors import BuildFailed, ExitCode, HeadwayError, NotFound
 
 STANZA = f"{L.PREFIX}.pitr.stanza"  # on the database container, its volumes and the derived image
@@ -383,7 +381,7 @@ class PitrPostgres:
             self.engine.require_image(self._pitr_image, f"database {self.name} (PITR image)")
             return self._pitr_image
         self.engine.require_image(self.image, f"database {self.name}")
-        base_id = self.engine.client.images.get(self.image).id or ""
+        base_id = self.engine.image_id(self.image)
         tag = derived_image_tag(self.image, base_id)
         if self.engine.image_exists(tag):
             return tag
@@ -780,8 +778,7 @@ def _mount_of(container: Container, path: str) -> str | None:
 
 
 def _remove_volume(engine: DockerEngine, name: str) -> None:
-    with suppress(docker.errors.NotFound, docker.errors.APIError):
-        engine.client.volumes.get(name).remove(force=True)
+    engine.remove_volume(name)
 
 
 def _exec(container: Container, argv: list[str], *, env: dict[str, str] | None = None, user: str = "",

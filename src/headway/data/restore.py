@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.catalog import BackupRecord
 from headway.data.databases import DatabaseSpec
 from headway.data.engines import Endpoint, MariaDB, Postgres, Redis

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headway.data import exec_stream
+from headway.engine import exec_stream
 from headway.data.catalog import BackupRecord
 from headway.data.engines import DIALECTS, Dialect, Endpoint, Redis
 from headway.data.pipeline import IntegrityError

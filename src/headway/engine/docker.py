@@ -6,6 +6,7 @@ containers with one engine call over the local socket and never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import ipaddress
@@ -15,8 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,16 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
+else:
+    Container = Any  # the SDK's container handle; the SDK itself is imported on first use
 
 from headway import faults
 from headway.config.model import Resources
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
-LineSink = Callable[[str], None]
+from headway.engine.base import LineSink, OneOffResult
+
+__all__ = ["Container", "DockerEngine", "LineSink", "OneOffResult", "sdk"]
 
 
 @functools.cache
@@ -48,13 +52,6 @@ def _errors() -> Any:
 FIXED_ADDRESSES = "dev.headway.fixed-addresses"  # on networks whose upper half headway hands out
 NETWORK_LABEL = "dev.headway.network"  # on containers with a fixed address: the network and the address
 ADDRESS_LABEL = "dev.headway.address"
-
-
-@dataclass(frozen=True)
-class OneOffResult:
-    exit_code: int
-    output: str
-    timed_out: bool = False
 
 
 class DockerEngine:
@@ -218,6 +215,13 @@ class DockerEngine:
             return True
         except _errors().ImageNotFound:
             return False
+
+    def image_id(self, ref: str) -> str:
+        return str(self.client.images.get(ref).id or "")
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(_errors().NotFound, _errors().APIError):
+            self.client.volumes.get(name).remove(force=True)
 
     def remove_image(self, ref: str) -> None:
         try:

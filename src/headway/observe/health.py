@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 
 from headway.config.model import CommandHealth, HttpHealth
-from headway.engine.docker import DockerEngine
+from headway.engine.base import Engine
 
 if TYPE_CHECKING:
     from headway.engine.docker import Container
@@ -69,7 +69,7 @@ def http_check(url: str, host: str | None, timeout: float, expected: int) -> tup
 
 
 class HealthGate:
-    def __init__(self, engine: DockerEngine, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.clock = clock
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from headway import faults
 from headway.engine import labels as L
-from headway.engine.docker import DockerEngine
+from headway.engine.base import Engine
 
 if TYPE_CHECKING:
     from headway.engine.docker import Container
@@ -78,7 +78,7 @@ def _template() -> Any:
 
 
 class Proxy:
-    def __init__(self, engine: DockerEngine, state_dir: Path) -> None:
+    def __init__(self, engine: Engine, state_dir: Path) -> None:
         self.engine = engine
         self.dir = state_dir / "proxy"
         self.routes = RouteTable(self.dir / "routes")

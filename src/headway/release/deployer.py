@@ -43,7 +43,8 @@ from headway.release.hooks import DeployHooks, NoHooks
 from headway.state.store import AppState, Current, ReleaseRecord, now_iso, operator
 
 if TYPE_CHECKING:
-    from headway.engine.docker import Container, DockerEngine
+    from headway.engine.base import Engine
+    from headway.engine.docker import Container
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Outcome:
 
 
 class Deployer:
-    def __init__(self, target: Target, engine: DockerEngine, proxy: Proxy, state: AppState,
+    def __init__(self, target: Target, engine: Engine, proxy: Proxy, state: AppState,
                  reporter: Reporter | None = None, hooks: DeployHooks | None = None) -> None:
         self.t = target
         self.hooks: DeployHooks = hooks or NoHooks()

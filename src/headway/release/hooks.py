@@ -14,17 +14,17 @@ from headway.release.report import Reporter
 
 if TYPE_CHECKING:
     from headway.config.resolve import Target
-    from headway.engine.docker import DockerEngine
+    from headway.engine.base import Engine
 
 
 class DeployHooks(Protocol):
-    def ensure_databases(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
+    def ensure_databases(self, target: Target, engine: Engine, state_root: Path, report: Reporter) -> None:
         """With the accessories: create and start the environment's databases."""
 
-    def database_env(self, target: Target, engine: DockerEngine, state_root: Path) -> dict[str, str]:
+    def database_env(self, target: Target, engine: Engine, state_root: Path) -> dict[str, str]:
         """The environment variables that give the app its databases (URLs, credentials)."""
 
-    def backup_before_release(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter,
+    def backup_before_release(self, target: Target, engine: Engine, state_root: Path, report: Reporter,
                               number: int) -> list[Any]:
         """Backups taken before deploy `number`'s release command runs."""
 
@@ -36,13 +36,13 @@ class DeployHooks(Protocol):
 class NoHooks:
     """An environment without managed databases."""
 
-    def ensure_databases(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter) -> None:
+    def ensure_databases(self, target: Target, engine: Engine, state_root: Path, report: Reporter) -> None:
         return None
 
-    def database_env(self, target: Target, engine: DockerEngine, state_root: Path) -> dict[str, str]:
+    def database_env(self, target: Target, engine: Engine, state_root: Path) -> dict[str, str]:
         return {}
 
-    def backup_before_release(self, target: Target, engine: DockerEngine, state_root: Path, report: Reporter,
+    def backup_before_release(self, target: Target, engine: Engine, state_root: Path, report: Reporter,
                               number: int) -> list[Any]:
         return []
 
