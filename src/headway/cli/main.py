@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -335,7 +336,8 @@ def proxy() -> None:
 
 
 @proxy.command("boot")
-@click.option("--image", default=None, help="nginx image (default nginx:stable).")
+@click.option("--image", default=None,
+              help="Proxy image: nginx with the lua module (default openresty/openresty:bookworm).")
 @click.option("--http-port", type=int, default=None, help="Port for routing by host name (default 80).")
 @click.option("--https-port", type=int, default=None, help="Port for TLS (default 443).")
 @click.option("--control-port", type=int, default=None, help="Loopback port headway uses to confirm reloads.")
@@ -346,7 +348,7 @@ def proxy_boot(obj: Context, image: str | None, http_port: int | None, https_por
                control_port: int | None, name: str | None, as_json: bool) -> None:
     """Start the proxy (idempotent); it serves every route recorded on this host."""
     st = _proxy_only(obj.state_dir).boot(image=image, http_port=http_port, https_port=https_port,
-                                                control_port=control_port, name=name)
+                                         control_port=control_port, name=name)
     if as_json:
         print_json(st.model_dump())
     else:
@@ -421,6 +423,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("HEADWAY_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print_error(HeadwayError(f"the disk is full{where}; the command stopped before changing anything more",
+                                 "free space there (`df -h`), then run the command again: it finishes or undoes "
+                                 "what was started"))
+        sys.exit(ExitCode.FAILURE)
     except Exception as exc:
         if not type(exc).__module__.startswith("docker.") or os.environ.get("HEADWAY_DEBUG"):
             raise
