@@ -40,6 +40,7 @@ from headway.errors import ProxyError
 from headway.observe.health import http_get
 from headway.proxy.routes import Route, RouteTable
 from headway.proxy.routing import RoutingState, parse_state, render_state
+from headway.state.files import atomic_write as _atomic_write
 
 MOUNT = "/etc/headway"
 KEEP_TREES = 5
@@ -241,21 +242,26 @@ class Proxy:
         return parse_state(body) if status == 200 else None
 
     def _push_routing(self, state: str, settings: ProxySettings) -> None:
+        expected = parse_state(state)
+        assert expected is not None
+        self._control_post(settings, "/routing", state.encode(), expected.version, "the new routing")
+
+    def _control_post(self, settings: ProxySettings, path: str, body: bytes, expected: str, what: str) -> None:
+        """POST to the proxy's loopback control endpoint; it answers with the version it now serves."""
         conn = http.client.HTTPConnection("127.0.0.1", settings.control_port, timeout=10)
         try:
-            conn.request("POST", "/routing", body=state.encode(), headers={"Content-Type": "text/plain"})
+            conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
             resp = conn.getresponse()
-            body = resp.read().decode(errors="replace").strip()
+            answer = resp.read().decode(errors="replace").strip()
         except (OSError, http.client.HTTPException) as exc:
-            raise ProxyError("the proxy did not take the new routing; nothing was changed",
+            raise ProxyError(f"the proxy did not take {what}; nothing was changed",
                              "see `headway proxy logs`; `headway proxy boot` restarts it", details=str(exc)) from None
         finally:
             conn.close()
-        expected = parse_state(state)
-        if resp.status != 200 or expected is None or body != expected.version:
-            raise ProxyError("the proxy did not take the new routing; nothing was changed",
+        if resp.status != 200 or answer != expected:
+            raise ProxyError(f"the proxy did not take {what}; nothing was changed",
                              "see `headway proxy logs`; `headway proxy boot` restarts it",
-                             details=f"{resp.status}: {body[:200]}")
+                             details=f"{resp.status}: {answer[:200]}")
 
     def _push_certificates(self, routes: dict[str, Route], settings: ProxySettings) -> None:
         """Certificates whose files changed since the proxy last got them: posted to its control endpoint (it
@@ -275,19 +281,8 @@ class Proxy:
                     (self.dir / route.tls.key).read_bytes()
             except OSError:
                 continue  # nothing to serve yet; nginx -t has the final word on the files
-            conn = http.client.HTTPConnection("127.0.0.1", settings.control_port, timeout=10)
-            try:
-                conn.request("POST", f"/certificate?key={key}&version={version}", body=body)
-                resp = conn.getresponse()
-                answer = resp.read().decode(errors="replace").strip()
-            except (OSError, http.client.HTTPException) as exc:
-                raise ProxyError("the proxy did not take the new certificate; nothing was changed",
-                                 "see `headway proxy logs`", details=str(exc)) from None
-            finally:
-                conn.close()
-            if resp.status != 200 or answer != version:
-                raise ProxyError("the proxy did not take the new certificate; nothing was changed",
-                                 "see `headway proxy logs`", details=f"{resp.status}: {answer[:200]}")
+            self._control_post(settings, f"/certificate?key={key}&version={version}", body, version,
+                               f"the new certificate of {key}")
 
     def _write_routing_file(self, state: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +309,7 @@ class Proxy:
                 self.routes.save(routes)
             state = render_state(routes, self._certificates(routes))
             if parse_state(state) != served:
+                self._push_certificates(routes, self.settings())
                 self._push_routing(state, self.settings())
             self._write_routing_file(state)
             return parse_state(state)
@@ -514,15 +510,6 @@ def _file_digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError:
         return "missing"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def maintenance_page(message: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from headway import faults
+from headway.state.files import atomic_write as _atomic_write
 
 NOTE = "standby.json"
 
@@ -102,15 +103,6 @@ def _http(method: str, host: str, port: int, path: str, body: bytes | None = Non
         return resp.status, resp.read(1 << 22).decode(errors="replace")
     finally:
         conn.close()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _append(journal: Path, entry: dict[str, Any]) -> None:

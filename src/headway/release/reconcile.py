@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from headway.engine import labels as L
 from headway.proxy.routing import ServedRoute
-from headway.release.plan import plan_from_data
+from headway.release.plan import DeployPlan, plan_from_data
 from headway.state.journal import Operation
 from headway.state.store import Current, ReleaseRecord
 
@@ -37,6 +37,12 @@ def describe(op: Operation, served_deploy: int | None) -> dict[str, str]:
     else:
         nxt = "finish or undo it from what the proxy serves"
     return {"operation": op.kind, "interrupted": what, "next": nxt}
+
+
+def _planned(op: Operation) -> tuple[int, ReleaseRecord, Current, DeployPlan]:
+    """What a journaled deploy or rollback meant to do: its number, its record, the state before, its plan."""
+    return (int(op.plan["number"]), ReleaseRecord.model_validate(op.plan["record"]),
+            Current.model_validate(op.plan.get("previous") or {}), plan_from_data(op.plan["plan"]))
 
 
 class Reconciler:
@@ -78,10 +84,7 @@ class Reconciler:
 
     def _deploy(self, op: Operation, served: ServedRoute | None) -> None:
         d = self.d
-        number = int(op.plan["number"])
-        record = ReleaseRecord.model_validate(op.plan["record"])
-        previous = Current.model_validate(op.plan.get("previous") or {})
-        plan = plan_from_data(op.plan["plan"])
+        number, record, previous, plan = _planned(op)
         if self._switched(op, served, number):
             if not op.done("recorded"):
                 d._supersede(previous.live)
@@ -113,10 +116,7 @@ class Reconciler:
 
     def _rollback(self, op: Operation, served: ServedRoute | None) -> None:
         d = self.d
-        number = int(op.plan["number"])
-        record = ReleaseRecord.model_validate(op.plan["record"])
-        previous = Current.model_validate(op.plan.get("previous") or {})
-        plan = plan_from_data(op.plan["plan"])
+        number, record, previous, plan = _planned(op)
         if self._switched(op, served, number):
             if not op.done("recorded"):
                 d._record_rollback(record, previous, plan)

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from headway.errors import LockHeld, NotFound
+from headway.state.files import atomic_write as _atomic_write
 
 DEFAULT_ROOT = Path("/var/lib/headway")
 
@@ -219,15 +220,6 @@ def _read_lock(path: Path) -> LockInfo | None:
         return LockInfo.model_validate_json(text) if text.strip() else None
     except (OSError, ValueError):
         return None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def list_apps(root: Path) -> list[tuple[str, str]]:
