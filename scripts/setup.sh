@@ -27,3 +27,6 @@ if [ ! -x .venv/bin/headway ] || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch .venv/.installed
 fi
+# byte-compile headway as `pip install` does for a regular install: an editable install is otherwise compiled
+# from source at every start where PYTHONDONTWRITEBYTECODE is set
+.venv/bin/python -m compileall -q src/headway >/dev/null

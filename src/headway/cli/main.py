@@ -14,8 +14,6 @@ import click
 
 from headway import __version__
 from headway.cli.render import ConsoleReporter, Table, err_console, out_console, print_error, print_json
-from headway.cli.db import db
-from headway.cli.tls import tls
 from headway.errors import ExitCode, HeadwayError
 
 if TYPE_CHECKING:
@@ -48,7 +46,24 @@ wait_option = click.option("--wait", type=float, default=None, metavar="SECONDS"
                            help="Wait this long for another operation's lock instead of failing at once.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Command groups that live in their own modules load when they are used (`headway db …`), not at start."""
+
+    lazy = {"db": "headway.cli.db:db", "tls": "headway.cli.tls:tls"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headway")
 @click.option("-c", "--config", type=click.Path(dir_okay=False), default=None,
               help="Path to headway.yml (default: ./headway.yml or the nearest parent's).")
@@ -404,8 +419,6 @@ def _tail_file(path: Path, n: int, follow: bool) -> Any:
                 time.sleep(0.2)  # tail -f
 
 
-cli.add_command(tls)
-cli.add_command(db)
 
 
 def main() -> None:

@@ -31,9 +31,7 @@ from headway.errors import (
 )
 from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
-from headway.observe.access_log import AccessLogReader
 from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RouteTls
-from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
 from headway.release.plan import DeployPlan, plan_deploy, plan_from_data, plan_to_data, rollback_candidate
 from headway.release.quick import NOTE, QuickSwitch
 from headway.release.report import RecordingReporter, Reporter
@@ -192,6 +190,9 @@ class Deployer:
                 and self.proxy.routes.get(self.t.app, self.t.environment) is not None)
 
     def _run_canary(self, plan: DeployPlan, web: list[Container], version: str, current: Current) -> None:
+        from headway.observe.access_log import AccessLogReader
+        from headway.release.canary import CanaryAborted, CanaryPromoted, CanaryRequests, watch_step
+
         settings = self.t.deploy.canary
         stable = self.proxy.routes.get(self.t.app, self.t.environment)
         assert stable is not None
@@ -223,6 +224,8 @@ class Deployer:
 
     def canary_request(self, action: str, *, wait: float = 120.0) -> str:
         """`headway promote` / `headway abort`: ask the running deploy, or act directly if none runs."""
+        from headway.release.canary import CanaryRequests
+
         route = self.proxy.routes.get(self.t.app, self.t.environment)
         if route is None or route.canary is None:
             raise NotFound(f"no canary is running for {self.t.app}/{self.t.environment}",
