@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from docker.models.containers import Container
+
     from headway.config.model import Resources
-    from headway.engine.docker import Container
+else:
+    Container = Any  # the implementation's container handle (the SDK's, imported with it on first use)
 
 LineSink = Callable[[str], None]
 

@@ -24,15 +24,12 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     import docker
-    from docker.models.containers import Container
-else:
-    Container = Any  # the SDK's container handle; the SDK itself is imported on first use
 
 from headway import faults
 from headway.config.model import Resources
 from headway.errors import BuildFailed, DockerUnavailable, HeadwayError
 
-from headway.engine.base import LineSink, OneOffResult
+from headway.engine.base import Container, LineSink, OneOffResult
 
 __all__ = ["Container", "DockerEngine", "LineSink", "OneOffResult", "sdk"]
 

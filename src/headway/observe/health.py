@@ -16,7 +16,7 @@ from headway.config.model import CommandHealth, HttpHealth
 from headway.engine.base import Engine
 
 if TYPE_CHECKING:
-    from headway.engine.docker import Container
+    from headway.engine.base import Container
 
 
 @dataclass(frozen=True)

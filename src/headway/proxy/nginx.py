@@ -35,7 +35,7 @@ from headway.engine import labels as L
 from headway.engine.base import Engine
 
 if TYPE_CHECKING:
-    from headway.engine.docker import Container
+    from headway.engine.base import Container
 from headway.errors import ProxyError
 from headway.observe.health import http_get
 from headway.proxy.routes import Route, RouteTable

@@ -42,7 +42,7 @@ from headway.state.store import AppState, Current, ReleaseRecord, now_iso, opera
 
 if TYPE_CHECKING:
     from headway.engine.base import Engine
-    from headway.engine.docker import Container
+    from headway.engine.base import Container
 
 
 @dataclass(frozen=True)
