@@ -207,6 +207,7 @@ class Deployer:
                     self.proxy.set_route(stable.model_copy(update={"canary": RouteCanary(
                         release=version, deploy=plan.number, upstreams=upstreams, weight=step.weight,
                         sticky=settings.sticky)}))
+                    faults.point("canary:step")
                     watch_step(reader, version, step.weight, step.duration, settings, requests, self.report)
         except CanaryPromoted:
             self.report.info("  canary promoted by hand")

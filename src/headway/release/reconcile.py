@@ -97,7 +97,8 @@ class Reconciler:
             self.notes.append(f"an interrupted deploy of {record.version} (deploy {number}) was already serving: "
                               "finished it")
             return
-        if served is not None and served.canary_deploy == number:
+        canary = served is not None and served.canary_deploy == number and served.weight > 0
+        if canary:
             route = d.proxy.routes.get(d.t.app, d.t.environment)
             if route is not None:
                 d.proxy.set_route(route.model_copy(update={"canary": None}))
@@ -111,8 +112,12 @@ class Reconciler:
         d.state.record(record.model_copy(update={"outcome": "interrupted",
                                                  "error": f"headway stopped during the deploy (after {last})"}))
         d.journal.end(op, "recovered", "undone")
-        self.notes.append(f"an interrupted deploy of {record.version} (deploy {number}) never took traffic: "
-                          "removed what it had started")
+        if canary:
+            self.notes.append(f"an interrupted canary of {record.version} (deploy {number}): every request back "
+                              "to the stable release, its containers removed")
+        else:
+            self.notes.append(f"an interrupted deploy of {record.version} (deploy {number}) never took traffic: "
+                              "removed what it had started")
 
     def _rollback(self, op: Operation, served: ServedRoute | None) -> None:
         d = self.d
