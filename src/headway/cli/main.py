@@ -134,6 +134,10 @@ def rollback(obj: Context, environment: str, release: str | None, wait: float | 
 
         quick = try_switch(obj.state_dir, obj.config, environment)
     reporter = ConsoleReporter()
+    if release is None and not with_data and quick is None:
+        from headway.release import quick as quick_path
+
+        reporter.info(f"the ordinary rollback: {quick_path.last_reason}")
     try:
         hw = obj.headway(environment, reporter)
     except BaseException:

@@ -34,6 +34,12 @@ from headway import faults
 from headway.state.files import atomic_write as _atomic_write
 
 NOTE = "standby.json"
+last_reason = ""  # why the last try_switch declined, for the ordinary path to say
+
+
+def _decline(reason: str) -> None:
+    global last_reason
+    last_reason = reason
 
 
 @dataclass
@@ -118,11 +124,13 @@ def try_switch(state_dir: str | None, config: str | None, environment: str) -> Q
     started = time.monotonic()
     app = _config_app(config)
     if app is None:
+        _decline("no app name found in headway.yml")
         return None
     root = Path(state_dir or os.environ.get("HEADWAY_STATE_DIR") or "/var/lib/headway")
     env_dir = root / "apps" / app / environment
     note = _read_json(env_dir / NOTE)
     if not isinstance(note, dict) or not (env_dir / "deploy.lock").exists():
+        _decline("no warm standby recorded")
         return None
     fd = os.open(env_dir / "deploy.lock", os.O_RDWR | os.O_CREAT, 0o600)
     switch: QuickSwitch | None = None
@@ -130,6 +138,7 @@ def try_switch(state_dir: str | None, config: str | None, environment: str) -> Q
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            _decline("the deploy lock is held")
             return None  # the ordinary path reports who holds it, or waits with --wait
         info = {"by": _operator(), "pid": os.getpid(), "since": _now_iso(), "command": "rollback"}
         os.ftruncate(fd, 0)
@@ -147,24 +156,29 @@ def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: f
     journal = env_dir / "journal.jsonl"
     current = _read_json(env_dir / "current.json")
     if _open_operation(journal) or not isinstance(current, dict):
+        _decline("an interrupted operation needs recovering first")
         return None
     if current.get("live") != note.get("live") or current.get("standby") != note.get("standby") \
             or current.get("stopped"):
+        _decline("the warm standby note is out of date")
         return None
     settings = _read_json(root / "proxy" / "settings.json") or {}
     port = int(settings.get("control_port", 8765))
     try:
         status, served = _http("GET", "127.0.0.1", port, "/routing")
     except (OSError, http.client.HTTPException):
+        _decline("the proxy does not answer")
         return None
     lines = served.splitlines()
     key = note["route_key"]
     index = next((i for i, ln in enumerate(lines) if ln.split()[:2] == ["r", key]), None)
     if status != 200 or index is None:
+        _decline("the proxy serves no route for this environment")
         return None
     fields = lines[index].split()
     if len(fields) < 11 or fields[3] != str(note["live"]) or fields[8] != "0":
-        return None  # not what the note was written for, or a canary is running
+        _decline("the proxy does not serve what the note was written for (or a canary runs)")
+        return None
     health = note["health"]
     for peer in note["peers"]:
         host, _, peer_port = peer.rpartition(":")
@@ -172,9 +186,11 @@ def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: f
             got, _ = _http("GET", host, int(peer_port), health["path"],
                            headers={"Host": health["host"]} if health.get("host") else None,
                            timeout=float(health.get("timeout", 2.0)))
-        except (OSError, http.client.HTTPException, ValueError):
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            _decline(f"the standby's health check failed at {peer}: {exc}")
             return None
         if got != int(health.get("status", 200)):
+            _decline(f"the standby's health check at {peer} answered {got}")
             return None
     # a number for the rollback's history record, written down before it is used
     history = env_dir / "releases.jsonl"
@@ -205,6 +221,7 @@ def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: f
     except (OSError, http.client.HTTPException):
         status, answer = 0, ""
     if status != 200 or answer.strip() != version:
+        _decline("the proxy did not take the routing")
         _append(journal, {"op": op_id, "event": "end", "how": "undone", "note": "the proxy did not take it"})
         return None
     _append(journal, {"op": op_id, "event": "step", "step": "switched"})
