@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deploy_ops import (REPO, ClientSpec, ComposeStack, HeadwayStack, OpResult, clients_for, log, measure,
-                              run, settle, stamp, wait_serving)
+                              run, settle, snapshot_src, stamp, wait_serving)
 from bench.netns import LatencyNamespace
 from headway.engine import labels as L
 
@@ -144,8 +144,8 @@ def _first_deploy(stack: HeadwayStack, version: str, out: dict[str, Any], key: s
 
 
 def run_loopback(workdir: Path, min_requests: int, quick: bool, errors: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"network": {"kind": "loopback"}}
-    stack = HeadwayStack(workdir)
+    out: dict[str, Any] = {"network": {"kind": "loopback"}, "headway_src": snapshot_src(workdir)}
+    stack = HeadwayStack(workdir, src=Path(out["headway_src"]["path"]))
     second = HeadwayStack(workdir, shared_with=stack)
     hw: dict[str, Any] = {"app": stack.app, "second_app": second.app, "proxy": stack.proxy_name, "url": stack.url,
                           "operations": []}
@@ -236,17 +236,23 @@ def run_timings(stack: HeadwayStack, *, live: str, standby: str, quick: bool, er
     for i in range(ROLLBACK_RUNS["quick" if quick else "full"]):
         before = stack.status()
         settle(label, stack.url)
-        op = measure(f"rollback {i + 1}: {current} -> {other}",
-                     stack.cli("rollback", "-e", "production", other, "--json"), cwd=stack.dir, env=stack.env,
-                     clients=[ClientSpec("strict", stack.url, RATE)], min_requests=int(RATE * 2),
-                     max_seconds=60, tail_s=1.0, from_release=current, old_release=other)
+        # `headway rollback -e production` as a person types it: without a release it goes to the warm standby
+        op = measure(f"rollback {i + 1}: {current} -> {other}", stack.cli("rollback", "-e", "production", "--json"),
+                     cwd=stack.dir, env=stack.env, clients=[ClientSpec("strict", stack.url, RATE)],
+                     min_requests=int(RATE * 2), max_seconds=60, tail_s=1.0, from_release=current,
+                     old_release=other)
         record = op.stdout_json.get("release", {}) if isinstance(op.stdout_json, dict) else {}
+        if op.exit_code == 0 and record.get("version") != other:
+            errors.append(f"rollback {i + 1} went to {record.get('version')!r}, not to the standby {other!r}")
         rollbacks.append({"from": current, "to": other, "exit_code": op.exit_code, "wall_s": round(op.wall_s, 3),
                           "time_to_old_release_s": op.extra.get("time_to_old_release_s"),
                           "first_old_release_response_s": op.extra.get("first_old_release_response_s"),
                           "of_which_not_old_release": op.extra.get("of_which_not_old_release"),
                           "headway_switch_s": record.get("duration_s"), "sent": op.clients[0]["sent"],
                           "failed": op.clients[0]["failed"], "standby_before": before.get("standby"),
+                          "path": "ordinary" if "the ordinary rollback" in op.stderr_tail else "quick",
+                          "note": next((ln.strip() for ln in op.stderr_tail.splitlines()
+                                        if "the ordinary rollback" in ln), ""),
                           "warm": any(c["health"] == "standby" and c["state"] == "running" and c["role"] == "web"
                                       for c in before.get("containers", []))})
         _check(op, errors)
@@ -272,7 +278,8 @@ def run_latency(workdir: Path, min_requests: int, quick: bool, errors: list[str]
         out["network"] = {"kind": "namespace", **ns.describe()}
         log(f"namespace {ns.name}: {ns.method}; TCP connect {ns.rtt_ms}")
         prefix = ns.exec_prefix()
-        stack = HeadwayStack(workdir)
+        out["headway_src"] = snapshot_src(workdir)
+        stack = HeadwayStack(workdir, src=Path(out["headway_src"]["path"]))
         second = HeadwayStack(workdir, shared_with=stack)
         hw: dict[str, Any] = {"app": stack.app, "second_app": second.app, "proxy": stack.proxy_name,
                               "url": stack.url_at(ns.host_ip), "operations": []}
@@ -519,7 +526,9 @@ def _when(stamp_: str) -> str:
 
 def _machine(part: dict[str, Any]) -> str:
     m = part["machine"]
-    return (f"{_when(part['started_utc'])} (headway {m.get('headway_commit', '?')}), load average "
+    src = part.get("headway_src", {}).get("sha256")
+    return (f"{_when(part['started_utc'])} (headway {m.get('headway_commit', '?')}"
+            + (f", source tree {src}" if src else "") + "), load average "
             f"{' / '.join(map(str, m.get('loadavg_start', [])))} at the start")
 
 
@@ -593,7 +602,8 @@ def render_section(report: dict[str, Any]) -> str:
         out += ["### Timings", "",
                 f"Medians of {timings['runs']} runs of each command, interleaved (after one warm-up run each), and "
                 f"of {len(timings.get('rollback', {}).get('runs_s', []))} rollbacks back and forth between two "
-                "releases, each kept warm (`deploy: warm_standby: true`), under the strict client at "
+                "releases, each kept warm (`deploy: warm_standby: true`), each `headway rollback -e production` "
+                "(no release named: to the warm standby), under the strict client at "
                 f"{s['strict_rate_rps']:.0f} requests/s; measured in the loopback part's run.", "",
                 render_timings(timings), "", _timings_note(timings), ""]
     out += ["### Targets", ""]
@@ -641,6 +651,8 @@ def render_section(report: dict[str, Any]) -> str:
          "rows the maintenance page's 503 (recognised by its text) is not a failure. Nothing else is filtered."),
         ("- Time to 100% old release (rollback only): from starting `headway rollback` to the last response "
          "served by the release rolled back from, as the strict client saw it; it includes starting the CLI."),
+        ("- headway runs as the real CLI from a byte-compiled copy of src/headway taken when the part starts (as "
+         "an installed package is byte-compiled), so a part measures one version; its digest is given above."),
         ("- p50/p99 are the strict client's, over every answered request in the window, operation and its "
          "surroundings included; the clients run on the same machine as everything else."),
         ("- Raw numbers, failed requests with their timing (the first 200 per operation and client), and the "
@@ -649,7 +661,7 @@ def render_section(report: dict[str, Any]) -> str:
         ("Re-run with `make bench` (or `.venv/bin/python -m bench.run`; `--part loopback` or `--part latency` "
          f"for one part, `--quick` for a smoke run with {QUICK_REQUESTS:,} requests per operation, which leaves "
          "this page alone). It needs root (for the namespace), Docker, docker-compose and the local base images "
-         "from `scripts/bootstrap.sh`; each part takes about 8 minutes."),
+         "from `scripts/bootstrap.sh`; the loopback part takes about 8 minutes, the latency part about 4."),
         END,
     ]
     return "\n".join(out)

@@ -48,11 +48,7 @@ class Headway:
         engine = engine or DockerEngine()
         proxy = Proxy(engine, root)
         state = AppState(root, target.app, target.environment)
-        hooks = None
-        if target.config.databases:
-            from headway.data.deploy_hooks import DataHooks
-
-            hooks = DataHooks()
+        hooks = _DataHooksOnUse() if target.config.databases else None
         return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter, hooks))
 
     @staticmethod
@@ -214,6 +210,15 @@ class Headway:
                                         network=self.deployer.network, timeout=24 * 3600,
                                         on_line=lambda ln: print(ln, flush=True))
         return result.exit_code
+
+
+class _DataHooksOnUse:
+    """The data deploy hooks, loaded when a deploy first needs them (not for `status` or `logs`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from headway.data.deploy_hooks import DataHooks
+
+        return getattr(DataHooks(), name)
 
 
 def _docker_run_tty(name: str, image: str, command: list[str], env: dict[str, str], labels: dict[str, str],
