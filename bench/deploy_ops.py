@@ -6,6 +6,7 @@ everything it created (containers, networks, volumes, images, its proxy, its fil
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -343,6 +344,18 @@ def settle(label: str, url: str, timeout: float = 60.0) -> float:
 
 
 # -- headway ------------------------------------------------------------------------------------------------
+def snapshot_src(workdir: Path) -> dict[str, str]:
+    """A byte-compiled copy of src/headway taken now: the CLI runs from it (PYTHONPATH), so one run measures one
+    version of headway even if the checkout changes meanwhile, and starts as an installed package does."""
+    dest = workdir / "src"
+    shutil.copytree(REPO / "src" / "headway", dest / "headway", ignore=shutil.ignore_patterns("__pycache__"))
+    digest = hashlib.sha256()
+    for path in sorted(p for p in (dest / "headway").rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
+    run([sys.executable, "-m", "compileall", "-q", str(dest)], timeout=120)
+    return {"path": str(dest), "sha256": digest.hexdigest()[:16]}
+
+
 def headway_argv() -> list[str]:
     script = Path(sys.executable).parent / "headway"
     return [str(script)] if script.exists() else [sys.executable, "-m", "headway"]
@@ -352,7 +365,7 @@ class HeadwayStack:
     """examples/shop under a unique app name, deployed by the real `headway` CLI through its own proxy; or, with
     `shared_with`, a second app on the same host: same proxy, same state directory, its own name and port."""
 
-    def __init__(self, workdir: Path, shared_with: HeadwayStack | None = None) -> None:
+    def __init__(self, workdir: Path, shared_with: HeadwayStack | None = None, src: Path | None = None) -> None:
         suffix = uuid.uuid4().hex[:6]
         self.app = f"benchshop-{suffix}"
         self.dir = workdir / "headway" / self.app
@@ -367,6 +380,9 @@ class HeadwayStack:
         self.prod_port, self.staging_port = free_port(), free_port()
         self.url = self.url_at("127.0.0.1")
         self.env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir)}
+        self.src: Path | None = shared_with.src if shared_with is not None else src
+        if self.src is not None:  # headway from this copy of its source (see snapshot_src)
+            self.env["PYTHONPATH"] = str(self.src)
         self.env.pop("HEADWAY_DEBUG", None)
         self.env.pop("HEADWAY_FAULT", None)
         self.prepared = False
@@ -497,15 +513,21 @@ class ComposeStack:
                 raise RuntimeError(f"examples/shop/docker-compose.prod.yml no longer contains {old!r}; "
                                    "update bench/")
             text = text.replace(old, new)
+        # the app service (only it) names its release, as headway's containers do; the env file the database
+        # shares stays unchanged, so an `up` replaces what a changed image replaces and nothing more
+        app_block = "  app:\n    build:\n"
+        if app_block not in text:
+            raise RuntimeError("examples/shop/docker-compose.prod.yml no longer starts the app service with "
+                               f"{app_block!r}; update bench/")
+        text = text.replace(app_block, "  app:\n    environment:\n      HEADWAY_RELEASE: ${HEADWAY_RELEASE:-unknown}\n"
+                            "    build:\n", 1)
         path.write_text(text)
         shutil.copy(self.dir / ".env.prod.example", self.dir / ".env.prod")
 
     def set_release(self, name: str) -> None:
-        """A changed file in the image and HEADWAY_RELEASE in the env file, so GET / names the release."""
+        """A changed file in the image, and the release name the app service gets (GET / names it)."""
         stamp(self.dir, name)
-        env_file = self.dir / ".env.prod"
-        lines = [ln for ln in env_file.read_text().splitlines() if not ln.startswith("HEADWAY_RELEASE=")]
-        env_file.write_text("\n".join([*lines, f"HEADWAY_RELEASE={name}"]) + "\n")
+        self.env["HEADWAY_RELEASE"] = name
 
     def compose(self, *args: str) -> list[str]:
         return ["docker-compose", "-f", "docker-compose.prod.yml", "-p", self.project, *args]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deploy_ops import (REPO, ClientSpec, ComposeStack, HeadwayStack, LoadSession, Timeline, get_once, log,
-                              measure, run, settle, stamp, wait_serving)
+                              measure, run, settle, snapshot_src, stamp, wait_serving)
 from bench.loadgen import is_failure
 from bench.run import exit_on_sigterm, machine_info, one_line, write_section
 from headway.engine import labels as L
@@ -223,8 +223,9 @@ def _leftovers(stack: HeadwayStack) -> dict[str, Any]:
 
 
 def run_headway(workdir: Path, kills: int, rng: random.Random, errors: list[str]) -> dict[str, Any]:
-    stack = HeadwayStack(workdir)
-    out: dict[str, Any] = {"app": stack.app, "url": stack.url, "rounds": []}
+    src = snapshot_src(workdir)
+    stack = HeadwayStack(workdir, src=Path(src["path"]))
+    out: dict[str, Any] = {"app": stack.app, "url": stack.url, "headway_src": src, "rounds": []}
     try:
         stack.prepare()
         stack.boot_proxy()
@@ -354,6 +355,15 @@ def _served(served: dict[str, Any] | None) -> str:
     return f"{rel or 'nothing'} ({dep or 'no container matched'})"
 
 
+def _last_line(text: str) -> str:
+    """The killed command's last progress line (headway's step, docker-compose's action), for the table."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "(nothing yet)"
+    line = " ".join(lines[-1].split()).replace("|", "/").replace("`", "'")
+    return f"`{line[:70]}`"
+
+
 def _fmt(v: float | None) -> str:
     return f"{v:.2f}" if v is not None else "—"
 
@@ -373,9 +383,9 @@ def render_tables(report: dict[str, Any]) -> str:
                      f"**{s['failed_during_kill']:,}** | {s['failed_during_rerun']:,} | {s['converged']} of "
                      f"{s['rounds']} | {_fmt(s['rerun_wall_median_s'])} ({_fmt(s['rerun_wall_max_s'])}) | "
                      f"{_fmt(s['serving_again_median_s'])} ({_fmt(s['serving_again_max_s'])}) | {status} |")
-    lines += ["", "| stack | round | kill after s | killed | failed while killed / during rerun | rerun exit | "
-              "rerun s | answering again after the kill s | status right after the kill |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| stack | round | kill after s | killed | last progress line before the kill | failed while "
+              "killed / during rerun | rerun exit | rerun s | answering again after the kill s | status right after "
+              "the kill |", "|---|---:|---:|---|---|---:|---:|---:|---:|---|"]
     for key, name in (("headway", "headway"), ("compose", "docker-compose")):
         for r in report.get(key, {}).get("rounds", []):
             ak = r.get("after_kill") or {}
@@ -383,6 +393,7 @@ def render_tables(report: dict[str, Any]) -> str:
                                      f"{'matches' if ak.get('status_matches') else 'DOES NOT match'} GET /"
                                      + (", interrupted" if ak.get("interrupted") else ""))
             lines.append(f"| {name} | {r['round']} | {r['delay_s']:.2f} | {'yes' if r['killed'] else 'no'} | "
+                         f"{_last_line(r.get('killed_stderr_tail', ''))} | "
                          f"{r['during_kill']['failed']} / {r['during_rerun']['failed']} | {r['rerun_exit_code']} | "
                          f"{r['rerun_wall_s']:.2f} | {r['serving_again_after_kill_s']:.2f} | {st} |")
     return "\n".join(lines)
@@ -397,7 +408,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
     for key, name in (("headway", "headway"), ("compose", "docker-compose")):
         for r in report.get(key, {}).get("rounds", []):
             bits = []
-            for window, what in (("during_kill", "while the killed command ran"), ("during_rerun", "after")):
+            for window, what in (("during_kill", "while the killed command ran"),
+                                 ("during_rerun", "during the rerun")):
                 w = r[window]
                 if w["failed"]:
                     bits.append(f"{w['failed']} failed {what} ("
@@ -428,7 +440,8 @@ def render_section(report: dict[str, Any]) -> str:
     s = report["settings"]
     hw, co = report.get("headway", {}), report.get("compose", {})
     out = [START, "## Deploys killed mid-way", "",
-           f"Measured {_when(report['started_utc'])} (headway {m.get('headway_commit', '?')}) on {m['nproc']} CPU "
+           f"Measured {_when(report['started_utc'])} (headway {m.get('headway_commit', '?')}, source tree "
+           f"{hw.get('headway_src', {}).get('sha256', '?')}) on {m['nproc']} CPU "
            f"cores, Docker Engine {m['docker_server']}, docker-compose {m['docker_compose']}; load average "
            f"{' / '.join(map(str, m.get('loadavg_start', [])))} at the start. {s['kills']} kills per stack, "
            f"seed {s['seed']}. A normal deploy took {_fmt(hw.get('normal', {}).get('wall_s'))} s with headway and "

@@ -117,7 +117,8 @@ class LatencyNamespace:
         if rule.returncode != 0:
             raise RuntimeError(f"iptables NFQUEUE rule in {self.name}: {rule.stderr.strip()}")
         self.method = (f"{self.delay_ms:g} ms hold in user space (bench/netdelay.py, NFQUEUE on the namespace's "
-                       f"veth egress); tc netem is not available here: {netem_error or 'unknown error'}")
+                       f"veth egress), because `tc qdisc add ... netem` failed here: "
+                       f"{(netem_error or 'unknown error').rstrip('.')}")
 
     def measure_rtt(self, samples: int = 15) -> dict[str, float]:
         """TCP connect times (one round trip each) from inside the namespace to a listener on the host end."""

@@ -593,7 +593,8 @@ def render_section(report: dict[str, Any]) -> str:
         out += [f"### With {DELAY_MS:g} ms added round trip", "",
                 f"Measured {_machine(lat)}. The clients run inside the network namespace `{net.get('namespace')}`, "
                 f"joined to the host by a veth pair ({net.get('namespace_end')} inside, {net.get('host_end')} on "
-                f"the host), and send to the host end. Delay: {net.get('method', '?')}. TCP connect from inside "
+                f"the host), and send to the host end. Delay: {net.get('method', '?').rstrip('.')}. TCP connect from "
+                f"inside "
                 f"the namespace: {rtt.get('min', 0):.1f} ms min, {rtt.get('median', 0):.1f} ms median.", "",
                 render_table(lat), "",
                 "‡ As above: the second app's clients, while the first app deploys.", ""]
