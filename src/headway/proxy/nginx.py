@@ -190,20 +190,12 @@ class Proxy:
                 structure = self._structure(after, settings)
                 same = live is not None and self._tree_file(live, "structure.sha256") == _digest(structure)
             if same and live is not None:
-                self._push_certificates(after, settings)
-                self._push_routing(state, settings)
-                faults.point("proxy:routed")
-                self._write_routing_file(state)
-                self.routes.save(after)
+                self._commit_routing(after, state, settings)
                 (self.dir / "trees" / live / "projection.sha256").write_text(projection)
                 return live
             generation = self._write_tree(structure, settings, projection)
             self._validate(container, generation)
-            self._push_certificates(after, settings)
-            self._push_routing(state, settings)  # the running workers route the new way before the reload
-            faults.point("proxy:routed")
-            self._write_routing_file(state)
-            self.routes.save(after)
+            self._commit_routing(after, state, settings)  # the running workers route the new way first
             self._point_current_at(generation)
             reload = self.engine.signal_main_process(container, ["nginx", "-s", "reload", "-c",
                                                                  f"{MOUNT}/current/nginx.conf"])
@@ -231,6 +223,15 @@ class Proxy:
             raise ProxyError(first[0] + (f" (and {len(rest)} more problem(s))" if rest else "") +
                              "; nothing was built or changed", "; ".join(fix for _, fix in problems),
                              details="\n".join(msg for msg, _ in problems) if rest else None)
+
+    def _commit_routing(self, routes: dict[str, Route], state: str, settings: ProxySettings) -> None:
+        """Make `routes` what is served: certificates and routing to the proxy first (it is the truth), then
+        the files on the host that say so."""
+        self._push_certificates(routes, settings)
+        self._push_routing(state, settings)
+        faults.point("proxy:routed")
+        self._write_routing_file(state)
+        self.routes.save(routes)
 
     def served(self) -> RoutingState | None:
         """The routing the proxy's workers use right now; None when the proxy does not answer."""
