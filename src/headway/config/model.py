@@ -6,7 +6,7 @@ import re
 import shlex
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
@@ -23,14 +23,96 @@ def _split_command(value: str | list[str] | None) -> list[str] | None:
     return shlex.split(value)
 
 
-class ImageBuild(Strict):
-    """How the release image is built: `docker build` with these settings."""
+_IMAGE_REF = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::\d+)?)/)?(?P<path>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
-    name: str | None = Field(None, description="image repository; defaults to the app name")
+
+def check_image_reference(ref: str) -> str:
+    """`ref` if it is a Docker image reference (registry/path:tag@digest), else a ValueError naming the fix."""
+    if not _IMAGE_REF.match(ref):
+        raise ValueError(f"{ref!r} is not an image reference; write e.g. registry.example.com/org/api:1.4.2")
+    return ref
+
+
+class ImageBuild(Strict):
+    """How a release image is built: `docker build` with these settings."""
+
+    name: str | None = Field(None, description="image repository (e.g. registry.example.com/org/api, where "
+                                               "`headway build --push` pushes); defaults to the app name")
     dockerfile: str = "Dockerfile"
     context: str = "."
     target: str | None = None
     args: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_image_reference(v)
+            if ":" in v.rsplit("/", 1)[-1] or "@" in v:
+                raise ValueError(f"image name {v!r} is a repository without tag; headway tags each release")
+        return v
+
+
+class PrebuiltImage(Strict):
+    """An image built elsewhere (CI) and pulled on deploy; recorded by digest so a rollback runs the same bytes."""
+
+    pull: str = Field(description="registry.example.com/org/api:1.4.2; `deploy --image-tag` replaces the tag")
+
+    @field_validator("pull")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return check_image_reference(v)
+
+
+def _image_kind(value: object) -> str:
+    if isinstance(value, str) or isinstance(value, PrebuiltImage):
+        return "prebuilt"
+    if isinstance(value, dict) and "pull" in value:
+        return "prebuilt"
+    return "build"
+
+
+def _prebuilt_from_str(value: object) -> object:
+    return {"pull": value} if isinstance(value, str) else value
+
+
+ImageSource = Annotated[
+    Annotated[ImageBuild, Tag("build")] | Annotated[PrebuiltImage, Tag("prebuilt")],
+    Discriminator(_image_kind),
+]
+
+
+class Registry(Strict):
+    """Where built images are pushed and prebuilt ones pulled from; credentials come from the secrets file."""
+
+    server: str = Field(description="host[:port] of the registry, e.g. registry.example.com or localhost:5000")
+    username: str | None = Field(None, description="plain or ${SECRET}")
+    password: str | None = Field(None, description="a ${SECRET} reference, e.g. ${REGISTRY_PASSWORD}")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Registry:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both `username` and `password`, or neither (anonymous pulls)")
+        if self.password is not None and not _REF_ONLY.fullmatch(self.password):
+            raise ValueError("registry `password` must be a secret reference such as ${REGISTRY_PASSWORD}, "
+                             "never the value itself")
+        return self
+
+
+_REF_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_SIGNALS = {"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL"}
+
+
+class SecretSpec(Strict):
+    """How one secret reaches the containers that name it."""
+
+    as_: Literal["env", "file"] = Field("env", alias="as", description="env: an environment variable; file: "
+                                        "/run/secrets/NAME (read-only, tmpfs) and NAME_FILE set to that path")
+    from_: str | list[str] | None = Field(None, alias="from", description="a command printing the value at "
+                                          "deploy time, e.g. `op read op://prod/api/jwt`")
+    model_config = {"populate_by_name": True, "extra": "forbid", "frozen": True}
 
 
 class HttpHealth(Strict):
@@ -87,21 +169,48 @@ HealthCheck = Annotated[
 
 class Role(Strict):
     command: str | list[str] | None = None
+    image: Annotated[ImageSource | None, BeforeValidator(_prebuilt_from_str)] = Field(
+        None, description="this role's own build or prebuilt image; default: the app's `image`")
     port: int | None = Field(None, ge=1, le=65535, description="container port that serves HTTP")
+    path: str = Field("/", description="requests under this path go to this role (HTTP roles)")
+    strip_prefix: bool = Field(False, description="remove `path` from the request before it reaches the role")
     replicas: int = Field(1, ge=0, le=100)
     health: HealthCheck | None = None
-    stop_timeout: Duration = 10.0
+    stop_signal: str = Field("SIGTERM", description="sent first when a container of this role stops")
+    stop_timeout: Duration = Field(10.0, description="how long a stopping container may finish its work")
     resources: Resources | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] | None = Field(None, description="secrets this role gets; all of them when not given")
 
     @property
     def argv(self) -> list[str] | None:
         return _split_command(self.command)
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"path {v!r} must start with /, e.g. /api")
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", v) or "//" in v:
+            raise ValueError(f"path {v!r}: use letters, digits, - . _ ~ and single slashes, e.g. /api")
+        return v.rstrip("/") or "/"
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal(cls, v: str) -> str:
+        name = v.upper() if v.upper().startswith("SIG") else f"SIG{v.upper()}"
+        if name not in _SIGNALS:
+            raise ValueError(f"stop_signal {v!r}: use one of {', '.join(sorted(_SIGNALS))}")
+        return name
+
     @model_validator(mode="after")
     def _health_fits(self) -> Role:
         if self.port is None and isinstance(self.health, HttpHealth):
             raise ValueError("an HTTP health check needs the role's `port`; use `command` or `stays_running`")
+        if self.port is None and (self.path != "/" or self.strip_prefix):
+            raise ValueError("`path` and `strip_prefix` route HTTP requests: they need the role's `port`")
+        if self.strip_prefix and self.path == "/":
+            raise ValueError("`strip_prefix` needs a `path` other than /")
         return self
 
 
@@ -218,6 +327,8 @@ class EdgeOptions(Strict):
 
 class Environment(Strict):
     hosts: list[str] = Field(default_factory=lambda: ["local"])
+    branch: str | None = Field(None, description="the git branch deployed here; another ref needs --force")
+    secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="overrides of `secrets:`")
     domains: list[str] = Field(default_factory=list)
     port: int | None = Field(None, ge=1, le=65535, description="published port on the proxy")
     env: dict[str, str] = Field(default_factory=dict)
@@ -270,8 +381,11 @@ class Environment(Strict):
 
 class AppConfig(Strict):
     app: Name
-    image: ImageBuild = ImageBuild()
+    image: Annotated[ImageSource, BeforeValidator(_prebuilt_from_str)] = ImageBuild()
+    registry: Registry | None = None
     roles: dict[Name, Role]
+    secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="how each secret is delivered "
+                                           "(env var or file) and where its value comes from")
     release: str | list[str] | None = Field(None, description="run once per deploy before traffic moves")
     accessories: dict[Name, Accessory] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
@@ -285,9 +399,14 @@ class AppConfig(Strict):
     def _roles(cls, v: dict[str, Role]) -> dict[str, Role]:
         if not v:
             raise ValueError("declare at least one role, e.g. web")
-        web = [n for n, r in v.items() if r.port is not None]
-        if len(web) > 1:
-            raise ValueError(f"only one role can serve HTTP (has `port`); found {', '.join(web)}")
+        paths: dict[str, str] = {}
+        for name, role in v.items():
+            if role.port is None:
+                continue
+            if role.path in paths:
+                raise ValueError(f"roles {paths[role.path]} and {name} both serve path {role.path}; give each "
+                                 "HTTP role its own `path`, e.g. path: /api")
+            paths[role.path] = name
         return v
 
     @field_validator("environments")
@@ -323,7 +442,13 @@ class AppConfig(Strict):
 
     @property
     def web_role(self) -> str | None:
-        return next((n for n, r in self.roles.items() if r.port is not None), None)
+        """The HTTP role on / (or the first HTTP role): what health, canary and maintenance speak of first."""
+        http = self.http_roles
+        return next((n for n in http if self.roles[n].path == "/"), http[0] if http else None)
+
+    @property
+    def http_roles(self) -> list[str]:
+        return [n for n, r in self.roles.items() if r.port is not None]
 
     @property
     def release_argv(self) -> list[str] | None:

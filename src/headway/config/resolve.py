@@ -17,6 +17,8 @@ from headway.config.model import (
     DeploySettings,
     EdgeOptions,
     HttpHealth,
+    ImageBuild,
+    PrebuiltImage,
     Resources,
     TlsOptions,
 )
@@ -43,6 +45,11 @@ class RoleSpec:
     stop_timeout: float
     resources: Resources | None
     env: dict[str, str]
+    image: ImageBuild | PrebuiltImage = field(default_factory=ImageBuild)  # this role's, or the app's
+    path: str = "/"
+    strip_prefix: bool = False
+    stop_signal: str = "SIGTERM"
+    secret_names: list[str] | None = None  # None: every secret
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,14 @@ class Target:
 
     @property
     def web_role(self) -> RoleSpec | None:
-        return next((r for r in self.roles.values() if r.port is not None), None)
+        """The HTTP role on / (else the first HTTP role)."""
+        name = self.config.web_role
+        return self.roles[name] if name else None
+
+    @property
+    def http_roles(self) -> list[RoleSpec]:
+        """Every role that serves HTTP through the proxy, each on its own path."""
+        return [r for r in self.roles.values() if r.port is not None]
 
     @property
     def image_repository(self) -> str:
@@ -128,7 +142,10 @@ def resolve(config: AppConfig, environment: str, root: Path) -> Target:
         resources = env_cfg.resources.get(name, role.resources)
         roles[name] = RoleSpec(name=name, argv=role.argv, port=role.port,
                                replicas=env_cfg.replicas.get(name, role.replicas), health=role.health,
-                               stop_timeout=role.stop_timeout, resources=resources, env=dict(role.env))
+                               stop_timeout=role.stop_timeout, resources=resources, env=dict(role.env),
+                               image=role.image or config.image, path=role.path, strip_prefix=role.strip_prefix,
+                               stop_signal=role.stop_signal,
+                               secret_names=list(role.secrets) if role.secrets is not None else None)
     accessories = {
         name: AccessorySpec(name=name, image=acc.image, argv=acc.argv, env=dict(acc.env),
                             secret_names=list(acc.secrets), volumes=acc.volume_mounts, port=acc.port,
