@@ -67,7 +67,7 @@ class PrebuiltImage(Strict):
 
 
 def _image_kind(value: object) -> str:
-    if isinstance(value, str) or isinstance(value, PrebuiltImage):
+    if isinstance(value, (str, PrebuiltImage)):
         return "prebuilt"
     if isinstance(value, dict) and "pull" in value:
         return "prebuilt"
