@@ -214,6 +214,13 @@ class Role(Strict):
         return self
 
 
+class ReleaseCommand(Strict):
+    """The release command (migrations) and the role whose image it runs from."""
+
+    command: str | list[str]
+    role: Name | None = Field(None, description="whose image runs it; default: a role using the app's `image`")
+
+
 class Accessory(Strict):
     """A service the app needs that is not deployed per release (database, cache): started once, kept."""
 
@@ -386,7 +393,8 @@ class AppConfig(Strict):
     roles: dict[Name, Role]
     secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="how each secret is delivered "
                                            "(env var or file) and where its value comes from")
-    release: str | list[str] | None = Field(None, description="run once per deploy before traffic moves")
+    release: str | list[str] | ReleaseCommand | None = Field(None, description="run once per deploy before "
+                                                             "traffic moves")
     accessories: dict[Name, Accessory] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     deploy: DeploySettings = DeploySettings()
@@ -436,6 +444,13 @@ class AppConfig(Strict):
                 if env.port in ports:
                     raise ValueError(f"environments {ports[env.port]} and {env_name} both publish port {env.port}")
                 ports[env.port] = env_name
+        if isinstance(self.release, ReleaseCommand) and self.release.role and self.release.role not in self.roles:
+            raise ValueError(f"release.role {self.release.role!r} is not a role (roles: {', '.join(self.roles)})")
+        if (self.release is not None or any(e.seed for e in self.environments.values())) and \
+                not (isinstance(self.release, ReleaseCommand) and self.release.role) and \
+                all(r.image is not None for r in self.roles.values()) and len(self.roles) > 1:
+            raise ValueError("every role has its own image: say which one runs the release command, e.g. "
+                             "release: {command: python -m app.migrate, role: api}")
         check_databases(self.databases, self.storage, set(self.roles) | set(self.accessories), set(self.env),
                         {n: (e.databases, e.storage) for n, e in self.environments.items()})
         return self
@@ -452,6 +467,16 @@ class AppConfig(Strict):
 
     @property
     def release_argv(self) -> list[str] | None:
-        return _split_command(self.release)
+        release = self.release.command if isinstance(self.release, ReleaseCommand) else self.release
+        return _split_command(release)
+
+    @property
+    def release_role(self) -> str | None:
+        """The role whose image runs the release and seed commands; None: the app's `image`."""
+        if isinstance(self.release, ReleaseCommand) and self.release.role:
+            return self.release.role
+        if any(r.image is None for r in self.roles.values()):
+            return None
+        return next(iter(self.roles))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from headway.config.model import HttpHealth
 from headway.config.resolve import Target
 from headway.errors import ConfigError, NotFound
 from headway.proxy.nginx import Proxy, maintenance_page
@@ -42,8 +41,7 @@ def set_maintenance(proxy: Proxy, target: Target, *, on: bool, message: str | No
             html = page.read_text()
         else:
             html = maintenance_page(message or RouteMaintenance().message)
-        web = target.web_role
-        exempt = [web.health.path] if web is not None and isinstance(web.health, HttpHealth) else []
+        exempt = target.public_health_paths
         proxy.set_maintenance_page(key, html)
         state = RouteMaintenance(message=message or RouteMaintenance().message, allow=allowed,
                                  exempt_paths=exempt, retry_after=retry_after, since=now_iso())

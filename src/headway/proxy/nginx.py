@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from headway.engine.base import Container
 from headway.errors import ProxyError
 from headway.observe.health import http_get
-from headway.proxy.routes import Route, RouteTable
+from headway.proxy.routes import Route, RouteTable, peer_address
 from headway.proxy.routing import RoutingState, parse_state, render_state
 from headway.state.files import atomic_write as _atomic_write
 
@@ -326,8 +326,9 @@ class Proxy:
         return self.apply(change)
 
     def wait_drained(self, timeout: float, peers: list[str] | None = None) -> bool:
-        """Wait until the requests in flight to `peers` (ip:port) have finished, and workers of earlier configs
-        with them."""
+        """Wait until the requests in flight to `peers` (role@ip:port or ip:port) have finished, and workers of
+        earlier configs with them."""
+        peers = [peer_address(p) for p in peers or []]
         container = self.container()
         if container is None:
             return True

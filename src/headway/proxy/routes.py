@@ -43,6 +43,28 @@ class RouteEdge(BaseModel):
     error_pages: dict[int, str] = Field(default_factory=dict)  # status -> file name under pages/<route key>/
 
 
+class RoutePath(BaseModel):
+    """Requests under `path` go to the peers of `role` (peers are written `role@ip:port`)."""
+
+    role: str
+    path: str = "/"
+    strip_prefix: bool = False
+
+    def contains(self, uri: str) -> bool:
+        return self.path == "/" or uri == self.path or uri.startswith(self.path + "/")
+
+
+def peer_role(peer: str) -> str:
+    """The role of a peer written `role@ip:port`; "" for a bare ip:port (a route with one role)."""
+    role, sep, _ = peer.partition("@")
+    return role if sep else ""
+
+
+def peer_address(peer: str) -> str:
+    """ip:port of a peer, without its role."""
+    return peer.rpartition("@")[2]
+
+
 class Route(BaseModel):
     app: str
     environment: str
@@ -50,7 +72,8 @@ class Route(BaseModel):
     deploy: int
     domains: list[str] = Field(default_factory=list)
     port: int | None = None
-    upstreams: list[str] = Field(default_factory=list)  # ip:port of each live web container
+    upstreams: list[str] = Field(default_factory=list)  # role@ip:port of each live HTTP container
+    paths: list[RoutePath] = Field(default_factory=list)  # longest first in the config; none: all to one role
     edge: RouteEdge = RouteEdge()
     tls: RouteTls | None = None
     maintenance: RouteMaintenance | None = None  # on when set
@@ -62,6 +85,23 @@ class Route(BaseModel):
     @property
     def key(self) -> str:
         return f"{self.app}--{self.environment}"
+
+    @property
+    def locations(self) -> list[RoutePath]:
+        """The paths the config routes, longest first, always with one on / (a bare route: every role)."""
+        paths = sorted(self.paths, key=lambda p: len(p.path), reverse=True)
+        if not any(p.path == "/" for p in paths):
+            paths.append(RoutePath(role="", path="/"))
+        return paths
+
+    def exempt_locations(self) -> list[tuple[str, RoutePath]]:
+        """Each maintenance-exempt path (health checks) with the role path that serves it."""
+        rules = self.maintenance or self.maintenance_rules
+        out = []
+        for path in rules.exempt_paths if rules else []:
+            owner = next((p for p in self.locations if p.contains(path)), self.locations[-1])
+            out.append((path, owner))
+        return out
 
     @property
     def upstream_name(self) -> str:

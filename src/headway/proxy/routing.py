@@ -6,6 +6,9 @@ The state is text, one line per route, so the proxy parses it without a JSON lib
     r <key> <release> <deploy> <peers> <canary release> <canary deploy> <canary peers> <weight> <sticky> <maint>
       <allowed> <certificate>
 
+`peers`: `role@ip:port` separated by commas (`-` for none); each path of the route's config names the role whose
+peers serve it, so one line switches every role of a release at once.
+
 `allowed`: the networks a maintenance window lets through, as hex bytes/prefix bits (so the proxy compares them
 with the client's binary address without parsing text). `certificate`: a digest of the route's certificate and
 key files; when it changes the proxy loads the files at the next TLS handshake (no reload).
@@ -25,7 +28,7 @@ from urllib.parse import quote, unquote
 from headway.errors import ProxyError
 from headway.proxy.routes import Route, RouteCanary, RouteMaintenance
 
-_PEER = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$")
+_PEER = re.compile(r"^([a-z0-9-]+@)?(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -179,9 +179,14 @@ def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: f
     if len(fields) < 11 or fields[3] != str(note["live"]) or fields[8] != "0":
         _decline("the proxy does not serve what the note was written for (or a canary runs)")
         return None
-    health = note["health"]
+    checks = note.get("health") or {}  # role -> its HTTP check ("" for a peer written without its role)
     for peer in note["peers"]:
-        host, _, peer_port = peer.rpartition(":")
+        role, _, address = peer.rpartition("@")
+        health = checks.get(role) or checks.get("")
+        if not isinstance(health, dict):
+            _decline(f"the note has no health check for {peer}")
+            return None
+        host, _, peer_port = address.rpartition(":")
         try:
             got, _ = _http("GET", host, int(peer_port), health["path"],
                            headers={"Host": health["host"]} if health.get("host") else None,

@@ -71,9 +71,15 @@ class Journal:
         self._append({"op": op.id, "event": "begin", **op.model_dump(exclude={"steps", "ended", "note"})})
         return op
 
-    def step(self, op: Operation, step: str) -> None:
-        self._append({"op": op.id, "event": "step", "step": step})
+    def step(self, op: Operation, step: str, data: dict[str, Any] | None = None) -> None:
+        """`step` is done; `data` updates the operation's plan (what a recovery needs to know from here on)."""
+        entry: dict[str, Any] = {"op": op.id, "event": "step", "step": step}
+        if data:
+            entry["data"] = data
+        self._append(entry)
         op.steps.append(step)
+        if data:
+            op.plan.update(data)
 
     def end(self, op: Operation, how: OpEnd, note: str = "") -> None:
         self._append({"op": op.id, "event": "end", "how": how, "note": note})
@@ -96,6 +102,8 @@ class Journal:
                     ops[entry["op"]] = Operation(id=entry["op"], **fields)
                 elif op is not None and event == "step":
                     op.steps.append(entry["step"])
+                    if isinstance(entry.get("data"), dict):
+                        op.plan.update(entry["data"])
                 elif op is not None and event == "end":
                     op.ended, op.note = entry.get("how"), entry.get("note", "")
         return list(ops.values())

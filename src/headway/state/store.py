@@ -44,7 +44,8 @@ class ReleaseRecord(BaseModel):
     number: int
     action: Action = "deploy"
     version: str
-    image: str
+    image: str  # what the release and seed commands ran from
+    images: dict[str, str] = Field(default_factory=dict)  # role -> the image its containers run (by digest if pulled)
     config_hash: str = ""
     color: str = ""
     by: str = Field(default_factory=operator)
@@ -56,6 +57,9 @@ class ReleaseRecord(BaseModel):
     replaced: int | None = None  # for a deploy: the deploy number that was live before it
     rollback_of: int | None = None  # for a rollback: the deploy number traffic left
     target: int | None = None  # for a rollback: the deploy number whose containers now serve
+
+    def image_of(self, role: str) -> str:
+        return self.images.get(role, self.image)
 
 
 class Current(BaseModel):

@@ -18,18 +18,38 @@ local dict = ngx.shared.headway
 local cached_version, cached_routes = nil, {}
 local next_index = {}
 
+-- peers as role -> list; a peer without a role ("ip:port") serves every path of its route
 local function peers_of(field)
     local out = {}
     if field == nil or field == "-" then
         return out
     end
-    for addr in field:gmatch("[^,]+") do
+    for item in field:gmatch("[^,]+") do
+        local role, addr = item:match("^([%w-]+)@(.+)$")
+        if not role then
+            role, addr = "", item
+        end
         local host, port = addr:match("^(.+):(%d+)$")
         if host then
-            out[#out + 1] = { addr = addr, host = host, port = tonumber(port) }
+            local list = out[role]
+            if list == nil then
+                list = {}
+                out[role] = list
+            end
+            list[#list + 1] = { addr = addr, host = host, port = tonumber(port) }
         end
     end
     return out
+end
+
+local empty = {}
+
+local function peers_for(by_role, role)
+    return by_role[role] or by_role[""] or empty
+end
+
+local function has_peers(by_role)
+    return next(by_role) ~= nil
 end
 
 local function networks_of(field)
@@ -133,8 +153,10 @@ function M.load_file(path)
     end
 end
 
--- access phase of an app's locations: maintenance, canary split, stopped environments
-function M.access(key, exempt)
+-- access phase of an app's locations: maintenance, canary split, stopped environments; `role` names the peers
+-- that serve this location ("" where the route has one role)
+function M.access(key, exempt, role)
+    role = role or ""
     local r = routes()[key]
     if r == nil then
         ngx.status = 503
@@ -146,7 +168,7 @@ function M.access(key, exempt)
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE) -- error_page 503 shows the maintenance page
     end
     local peers, release = r.peers, r.release
-    if r.weight > 0 and #r.canary_peers > 0 then
+    if r.weight > 0 and has_peers(r.canary_peers) then
         local id
         local cookie = ngx.var.cookie_headway_id
         if r.sticky == "cookie" then
@@ -164,13 +186,14 @@ function M.access(key, exempt)
         end
     end
     ngx.var.headway_release = release
+    peers = peers_for(peers, role)
     if #peers == 0 then
         ngx.status = 503
         ngx.header["Content-Type"] = "text/plain"
         ngx.say(key:gsub("%-%-", "/", 1) .. " is stopped")
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
     end
-    ngx.ctx.key = key
+    ngx.ctx.key = key .. "@" .. role
     ngx.ctx.peers = peers
 end
 
