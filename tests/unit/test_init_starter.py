@@ -77,3 +77,52 @@ def test_bad_app_names_are_refused_with_a_fix(name: str) -> None:
                                                 ("---", "app"), ("Incident Tracker", "incident-tracker")])
 def test_suggest_app_name(text: str, expected: str) -> None:
     assert suggest_app_name(text) == expected
+
+
+def test_starter_mentions_managed_databases_and_the_example_is_valid() -> None:
+    text = starter_config("shop")
+    assert "# databases:" in text and "engine: postgres" in text and "schedule:" in text
+    # using the commented database instead of the db accessory gives a valid file
+    swapped = re.sub(r"^  db:\n(    .*\n)+", "", text, count=1, flags=re.MULTILINE)
+    swapped = swapped.replace("  DATABASE_URL: postgres://shop:${POSTGRES_PASSWORD}@db:5432/shop\n", "")
+    head, _, block = swapped.partition("# databases:\n")
+    block_lines = block.split("\n\n", 1)
+    swapped = head + "databases:\n" + re.sub(r"^# ", "", block_lines[0], flags=re.MULTILINE) + "\n\n" + block_lines[1]
+    config = parse_config(swapped)
+    assert "db" not in config.accessories
+    db = config.databases["db"]
+    assert (db.engine, db.version, db.backup.schedule) == ("postgres", "15", "0 3 * * *")
+
+
+def test_starter_uses_the_ports_it_is_given() -> None:
+    config = parse_config(starter_config("shop", (18080, 18081)))
+    assert (config.environments["production"].port, config.environments["staging"].port) == (18080, 18081)
+    line = next(ln for ln in starter_config("shop").splitlines() if "port: 8080" in ln)
+    assert line.index("#") == 29  # the comment column stays aligned
+
+
+def test_free_ports_skip_what_listens_here_and_what_other_apps_claim(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    from headway.config.starter import free_environment_ports, port_is_free
+
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        a.listen()
+        taken = a.getsockname()[1]
+        assert not port_is_free(taken)
+        routes = tmp_path / "proxy" / "routes"
+        routes.mkdir(parents=True)
+        b.bind(("0.0.0.0", 0))
+        spare = b.getsockname()[1]  # bound, not listening: still not free to publish
+        (routes / "other--production.json").write_text(json.dumps({"port": taken + 1}))
+        production, staging = free_environment_ports((taken, taken + 1), state_dir=tmp_path)
+        assert production not in (taken, taken + 1) and staging not in (taken, taken + 1)
+        assert production != staging and port_is_free(production) and port_is_free(staging)
+        assert not port_is_free(spare)
+    with socket.socket() as c, socket.socket() as d:
+        c.bind(("0.0.0.0", 0))
+        d.bind(("0.0.0.0", 0))
+        pair = (c.getsockname()[1], d.getsockname()[1])
+    assert free_environment_ports(pair, state_dir=tmp_path) == pair  # free ones are kept

@@ -1,17 +1,22 @@
 """Turning docker-compose files into a headway.yml.
 
-A compose file describes containers; headway.yml describes an app: roles built from one image, a release
-command, accessories, and environments. The mapping keeps everything that has a headway equivalent and
-says, in `notes`, what was changed, dropped or needs a hand. Secret values are never copied: only the
-names of variables appear in the output, and env files are listed so they can become secrets files.
+A compose file describes containers; headway.yml describes an app: roles built from its image (or each from
+its own), HTTP roles on their paths, a release command, managed databases, accessories, and environments. The
+mapping keeps everything that has a headway equivalent and says, in `notes`, what was changed, dropped or needs
+a hand; what compose leaves out (port, command, health check) is read from the Dockerfile the service builds.
+Which files make which environment, and how overrides merge, is `compose_files`. Secret values are never
+copied: only the names of variables appear in the output, and env files are listed so they can become secrets
+files.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +24,19 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from headway.config.compose_files import ENV_TOKENS, ComposeSource, env_token, plan_sources
+from headway.config.dockerfile import DockerfileError, ImageFacts, parse_dockerfile, read_dockerfile
 from headway.config.duration import parse_duration
 from headway.config.loader import parse_config
 from headway.config.model import NAME
 from headway.config.starter import check_app_name, suggest_app_name
+from headway.data.schema import DEFAULT_VERSIONS
 from headway.errors import ConfigError
 
-__all__ = ["ComposeConversion", "convert_compose", "guess_environment", "merge_compose_files"]
+__all__ = ["ComposeConversion", "convert_compose", "convert_from", "convert_sources", "guess_environment",
+           "merge_compose_files"]
 
 
 @dataclass
@@ -52,12 +61,6 @@ _COMPOSE_REF = re.compile(
     r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _DOMAIN = r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
 _SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
-_ENV_TOKENS = {
-    "production": "production", "prod": "production", "prd": "production", "live": "production",
-    "staging": "staging", "stage": "staging", "stg": "staging",
-    "development": "development", "dev": "development",
-    "test": "test", "testing": "test", "qa": "qa", "preview": "preview", "demo": "demo",
-}
 _PROXIES = ("nginx", "traefik", "caddy", "haproxy", "nginx-proxy", "acme-companion", "certbot", "envoy")
 # image base name -> (kind, data directory, default health command)
 _ACCESSORIES: dict[str, tuple[str, str | None, str | None]] = {
@@ -91,14 +94,11 @@ _HANDLED = {"build", "image", "command", "ports", "expose", "environment", "env_
 
 def guess_environment(path: Path) -> str:
     """`docker-compose.prod.yml` -> production, `compose.staging.yaml` -> staging; otherwise production."""
-    for token in re.split(r"[._-]+", path.name.lower()):
-        if token in _ENV_TOKENS:
-            return _ENV_TOKENS[token]
-    return "production"
+    token = env_token(path)
+    return ENV_TOKENS[token] if token else "production"
 
 
-def _env_token(path: Path) -> str | None:
-    return next((t for t in re.split(r"[._-]+", path.name.lower()) if t in _ENV_TOKENS), None)
+_env_token = env_token
 
 
 def _looks_secret(name: str) -> bool:
@@ -283,30 +283,6 @@ def _show(command: str | list[str]) -> str:
 
 # --- reading compose files ---------------------------------------------------------------------------
 
-def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file",
-                          "pass the path of your compose file, e.g. docker-compose.prod.yml")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})", "check the path and permissions") from None
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {exc.problem}",
-                          "fix that line; `docker compose -f FILE config` shows how compose reads the file") from None
-    except YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else exc}",
-                          "fix the file; `docker compose -f FILE config` shows how compose reads it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
-        raise ConfigError(f"{path}: no services found",
-                          "a compose file lists its containers under `services:`; pass the file that does")
-    return data
-
-
 def _env_file_keys(path: Path) -> list[str] | None:
     """The variable NAMES an env file defines (values are not kept); None if it cannot be read."""
     try:
@@ -408,6 +384,13 @@ class _Draft:
     file_keys: set[str] = field(default_factory=set)
     needed: dict[str, str | None] = field(default_factory=dict)  # secret name -> where compose took it from
     aliases: dict[str, str] = field(default_factory=dict)  # compose variable -> the accessory env name it feeds
+    databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    db_services: dict[str, str] = field(default_factory=dict)  # compose service -> database engine
+    db_url_env: dict[str, str] = field(default_factory=dict)  # compose service -> the app's variable for its URL
+    db_refs: set[str] = field(default_factory=set)  # variables the database services take their settings from
+    db_noted: set[tuple[str, str]] = field(default_factory=set)
+    nginx_domains: list[str] = field(default_factory=list)  # server_name of an nginx config that routes to roles
+    other_ports: list[int] = field(default_factory=list)  # published ports of HTTP roles besides the root one
     notes: list[str] = field(default_factory=list)
 
     def need(self, name: str, hint: str | None = None) -> None:
@@ -463,14 +446,50 @@ def _health(svc_name: str, raw: Any, draft: _Draft, aliases: dict[str, str], *, 
                 timing[key] = value
     if isinstance(raw.get("retries"), int) and raw["retries"] >= 1:
         timing["attempts"] = raw["retries"]
-    url = _HEALTH_URL.search(script)
-    if not accessory and port is not None and url and (url.group(1) is None or int(url.group(1)) == port):
-        return {"path": url.group(2) or "/", **timing}, set()
-    if not accessory and port is not None and url:
-        draft.notes.append(f"{svc_name}: its healthcheck asks port {url.group(1)}, not the web port {port}; "
+    probe = _http_probe(script)
+    if not accessory and port is not None and probe is not None and probe[0] in (None, port):
+        return {"path": probe[1], **timing}, set()
+    if not accessory and port is not None and probe is not None:
+        draft.notes.append(f"{svc_name}: its healthcheck asks port {probe[0]}, not the web port {port}; "
                            "kept as a command check")
+    elif not accessory and port is not None and _HEALTH_URL.search(script):
+        draft.notes.append(f"{svc_name}: its healthcheck does more than request a URL; kept as a command check "
+                           "(the image needs the tools it uses)")
     command: str | list[str] = ["sh", "-c", script] if _needs_shell(script) else script
     return {"command": command, **timing}, names
+
+
+_PROBE_TAIL = re.compile(r"\s*\|\|\s*(exit(\s+\d+)?|false)\s*;?\s*$")
+_PY_URL = re.compile(r"(?:urlopen|requests\.get|httpx\.get|urllib\.request\.urlopen)\(\s*['\"]([^'\"]+)['\"]")
+
+
+def _http_probe(script: str) -> tuple[int | None, str] | None:
+    """(port, path) when a check only requests a local URL (`curl -f URL || exit 1`, `wget -q --spider URL`,
+    a python urlopen one-liner), so headway's own HTTP check does the same without curl in the image."""
+    text = _PROBE_TAIL.sub("", script.strip()).strip()
+    try:
+        argv = shlex.split(text)
+    except ValueError:
+        return None
+    if len(argv) == 3 and Path(argv[0]).name in _SHELLS and argv[1] == "-c":
+        return _http_probe(argv[2])
+    if not argv:
+        return None
+    tool = Path(argv[0]).name
+    urls: list[str] = []
+    if tool in ("curl", "wget"):
+        if re.search(r"[|;&`<>]", text.replace("&&", "")) or "&&" in text:
+            return None
+        urls = [a for a in argv[1:] if re.match(r"https?://", a)]
+    elif tool.startswith("python") and "-c" in argv:
+        code = argv[argv.index("-c") + 1] if argv.index("-c") + 1 < len(argv) else ""
+        urls = _PY_URL.findall(code)
+    if len(urls) != 1 or urls[0].startswith("https"):
+        return None
+    m = _HEALTH_URL.fullmatch(urls[0])
+    if m is None:
+        return None
+    return (int(m.group(1)) if m.group(1) else None), (m.group(2) or "/")
 
 
 def _redact(svc_name: str, script: str, draft: _Draft, names: set[str]) -> str:
@@ -619,8 +638,237 @@ def _aliases(services: list[dict[str, Any]]) -> dict[str, str]:
     return {ref: next(iter(keys)) for ref, keys in found.items() if len(keys) == 1}
 
 
-def _analyse(path: Path, environment: str, data: dict[str, Any], app: str) -> _Draft:
-    draft = _Draft(source=path.name, environment=environment)
+_FRONTEND = re.compile(r"front|^web$|^www$|^ui$|client|^spa$|^site$|^app$|nginx|static|portal|dashboard", re.I)
+_API = re.compile(r"api|back|server|^srv$|service", re.I)
+_NOT_WEB = re.compile(r"migrat|seed|worker|queue|cron|schedul|celery|sidekiq|job", re.IGNORECASE)
+_CMD_PORTS = (r"--port[= ](\d{2,5})\b", r"(?:^|\s)(?:-b|--bind)[= ]?['\"]?[\w.\[\]]*:(\d{2,5})\b",
+              r"\brunserver\s+(?:[\w.]+:)?(\d{2,5})\b", r"\b(?:0\.0\.0\.0|localhost|\[::\]):(\d{2,5})\b",
+              r"\bPORT=(\d{2,5})\b", r"--listen[= ](?:[\w.]*:)?(\d{2,5})\b")
+_DB_ENGINES = ("postgres", "mysql", "mariadb", "redis")
+_DB_SETTINGS = {  # engine -> (database variable, user variable, variables headway sets itself)
+    "postgres": ("POSTGRES_DB", "POSTGRES_USER", {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE",
+                                                 "POSTGRES_HOST_AUTH_METHOD"}),
+    "mysql": ("MYSQL_DATABASE", "MYSQL_USER", {"MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "MYSQL_RANDOM_ROOT_PASSWORD",
+                                              "MYSQL_ALLOW_EMPTY_PASSWORD", "MYSQL_ROOT_HOST"}),
+    "mariadb": ("MARIADB_DATABASE", "MARIADB_USER", {"MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD",
+                                                    "MARIADB_RANDOM_ROOT_PASSWORD",
+                                                    "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD"}),
+    "redis": ("", "", {"REDIS_PASSWORD", "REDIS_ARGS"}),
+}
+_DB_URL_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/\s]*@)?([A-Za-z0-9_.-]+)(?::\d+)?(?:[/?#]|$)")
+
+
+def _command_port(command: Any) -> int | None:
+    text = command if isinstance(command, str) else " ".join(str(a) for a in command or [])
+    for pattern in _CMD_PORTS:
+        m = re.search(pattern, text)
+        if m and 1 <= int(m.group(1)) <= 65535:
+            return int(m.group(1))
+    return None
+
+
+def _database_engine(svc: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(engine, version) for a service running an official postgres/mysql/mariadb/redis image."""
+    image = svc.get("image")
+    if not isinstance(image, str):
+        return None
+    image = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", image)  # ${PG_TAG:-15} -> 15
+    repo = _image_repo(image).lower()
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/", "library/"):
+        repo = repo.removeprefix(prefix)
+    if repo not in _DB_ENGINES or "$" in image:
+        return None
+    tag = image.split("@", 1)[0][len(_image_repo(image)):].lstrip(":")
+    return repo, (tag if tag and tag != "latest" else None)
+
+
+def _build_key(image: dict[str, Any]) -> tuple[Any, ...]:
+    return (str(Path(image.get("context", ".")).as_posix()).rstrip("/") or ".", image.get("dockerfile", "Dockerfile"),
+            image.get("target"), tuple(sorted((image.get("args") or {}).items())))
+
+
+class _Facts:
+    """Dockerfiles read on demand (only when compose leaves a port, command or health check out)."""
+
+    def __init__(self, root: Path, draft: _Draft) -> None:
+        self.root = root
+        self.draft = draft
+        self.cache: dict[tuple[Any, ...], ImageFacts | None] = {}
+
+    def of(self, svc_name: str, svc: dict[str, Any], image: dict[str, Any] | None) -> ImageFacts | None:
+        build = svc.get("build")
+        if image is None:
+            return None
+        key = _build_key(image)
+        if key in self.cache:
+            return self.cache[key]
+        facts: ImageFacts | None = None
+        context = str(image.get("context", "."))
+        inline = build.get("dockerfile_inline") if isinstance(build, dict) else None
+        if re.match(r"[a-z]+://|git@", context):
+            pass
+        else:
+            dockerfile = self.root / context / str(image.get("dockerfile", "Dockerfile"))
+            try:
+                facts = parse_dockerfile(str(inline), image.get("target"), f"{svc_name}'s dockerfile_inline") \
+                    if inline else read_dockerfile(dockerfile, image.get("target"))
+            except DockerfileError as exc:
+                self.draft.notes.append(f"{svc_name}: {exc}, so nothing was taken from it (EXPOSE, CMD, "
+                                        "HEALTHCHECK)")
+        self.cache[key] = facts
+        return facts
+
+
+def _dockerfile_name(image: dict[str, Any]) -> str:
+    context = str(image.get("context", "."))
+    name = str(image.get("dockerfile", "Dockerfile"))
+    return name if context in (".", "./") else f"{context.rstrip('/')}/{name}"
+
+
+# --- nginx in front: which path goes to which service ----------------------------------------------------
+
+def _nginx_routes(text: str) -> list[tuple[str, str, int | None, str | None]]:
+    """(location prefix, upstream host, port, URI after the port) for each `location /p { proxy_pass ... }`."""
+    text = re.sub(r"#[^\n]*", "", text)
+    upstreams: dict[str, tuple[str, int | None]] = {}
+    for m in re.finditer(r"\bupstream\s+([\w.-]+)\s*\{([^}]*)\}", text):
+        server = re.search(r"\bserver\s+([\w.-]+)(?::(\d+))?", m.group(2))
+        if server:
+            upstreams[m.group(1)] = (server.group(1), int(server.group(2)) if server.group(2) else None)
+    out = []
+    for m in re.finditer(r"\blocation\s+(?:\^~\s+|=\s+)?(/[^\s{]*)\s*\{", text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        body = text[m.end():i]
+        pp = re.search(r"\bproxy_pass\s+https?://([\w.-]+)(?::(\d+))?(/[^;\s]*)?\s*;", body)
+        if not pp:
+            continue
+        host, port = pp.group(1), int(pp.group(2)) if pp.group(2) else None
+        if host in upstreams:
+            host, port = upstreams[host][0], upstreams[host][1] or port
+        out.append((m.group(1), host, port, pp.group(3)))
+    return out
+
+
+def _nginx_files(root: Path, services: dict[str, Any]) -> list[Path]:
+    """Config files of an nginx in front of the app: mounted into a proxy service, or kept in the project."""
+    found: list[Path] = []
+    for svc in services.values():
+        for kind, source, _target in _volume_specs(svc.get("volumes")):
+            if kind == "bind" and "$" not in source and not source.startswith("~"):
+                found.append(root / source)
+    folders = [root, *(root / d for d in ("nginx", "deploy", "docker", "config", "conf", "frontend", "proxy"))]
+    if root.name in ("deploy", "docker", "ops", "infra", "deployment"):
+        folders += [root.parent, root.parent / "nginx", root.parent / "frontend"]
+    for folder in folders:
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if p.suffix in (".conf", ".template") or p.name == "nginx.conf")
+    out: list[Path] = []
+    for path in found:
+        candidates = sorted(path.glob("*.conf"))[:50] if path.is_dir() else [path]
+        for c in candidates:
+            if c.is_file() and c not in out and c.stat().st_size < 256 * 1024:
+                out.append(c)
+    return out[:100]
+
+
+def _proxy_routes(root: Path, services: dict[str, Any], http_candidates: list[str],
+                  draft: _Draft) -> dict[str, tuple[str, bool]]:
+    """service -> (path, strip_prefix) as an nginx config routes to it."""
+    names: dict[str, str] = {}
+    published: dict[int, str] = {}
+    for name in http_candidates:
+        svc = services[name]
+        names[name.lower()] = name
+        for key in ("container_name", "hostname"):
+            if isinstance(svc.get(key), str):
+                names[svc[key].lower()] = name
+        for host_port, _container in _ports(svc.get("ports")):
+            if host_port is not None:
+                published[host_port] = name
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for conf in _nginx_files(root, services):
+        try:
+            text = conf.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "proxy_pass" not in text:
+            continue
+        routed = False
+        for prefix, host, port, uri in _nginx_routes(text):
+            svc = names.get(host.lower())
+            if svc is None and host in ("localhost", "127.0.0.1") and port is not None:
+                svc = published.get(port)
+            if svc is None:
+                continue
+            path = prefix.rstrip("/") or "/"
+            if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or "//" in path:
+                continue
+            strip = uri is not None and path != "/" and uri.rstrip("/") != path
+            if strip and uri not in ("/", ""):
+                draft.notes.append(f"{svc}: nginx ({conf.name}) rewrites {prefix} to {uri}; headway removes the "
+                                   "prefix only (strip_prefix), check the role's paths")
+            routed = True
+            if (path, strip) not in found.setdefault(svc, []):
+                found[svc].append((path, strip))
+        if routed:
+            for names_text in re.findall(r"\bserver_name\s+([^;]+);", re.sub(r"#[^\n]*", "", text)):
+                for domain in names_text.split():
+                    if re.fullmatch(_DOMAIN, domain.lower()) and "." in domain and domain not in draft.nginx_domains:
+                        draft.nginx_domains.append(domain.lower())
+    routes: dict[str, tuple[str, bool]] = {}
+    for svc, options in found.items():
+        best = min(options, key=lambda o: (o[0] != "/", len(o[0])))
+        routes[svc] = best
+        others = [p for p, _ in options if p != best[0]]
+        if others:
+            draft.notes.append(f"{svc}: nginx also sends {', '.join(others)} to it; headway routes {best[0]} "
+                               "to this role (give each role one path)")
+    return routes
+
+
+def _assign_paths(http: list[str], routes: dict[str, tuple[str, bool]],
+                  draft: _Draft) -> tuple[str, dict[str, tuple[str, bool]]]:
+    """The root service (path /) and each HTTP service's (path, strip_prefix)."""
+    paths: dict[str, tuple[str, bool]] = {}
+    taken: set[str] = set()
+    for svc in http:
+        if svc in routes and routes[svc][0] not in taken:
+            paths[svc] = routes[svc]
+            taken.add(routes[svc][0])
+    if "/" not in taken:
+        rest = [s for s in http if s not in paths]
+        root = next((s for s in rest if _FRONTEND.search(s)), None) or next(
+            (s for s in rest if not _API.search(s)), None) or (rest[0] if rest else None)
+        if root is not None:
+            paths[root] = ("/", False)
+            taken.add("/")
+    for svc in http:
+        if svc in paths:
+            continue
+        path = "/api" if _API.search(svc) and "/api" not in taken else "/" + _sanitize(svc)
+        path = _unique(path, taken) if path in taken else path
+        taken.add(path)
+        paths[svc] = (path, False)
+        draft.notes.append(f"{svc}: served under {path} beside the other HTTP roles; set strip_prefix: true if it "
+                           f"expects requests without the {path} prefix")
+    root = next((s for s, (p, _) in paths.items() if p == "/"), http[0])
+    return root, paths
+
+
+def _rebase(image: dict[str, Any], compose_dir: Path, output_dir: Path | None) -> dict[str, Any]:
+    context = str(image.get("context", "."))
+    if output_dir is None or re.match(r"[a-z]+://|git@", context) or compose_dir.resolve() == output_dir.resolve():
+        return image
+    return {**image, "context": os.path.relpath((compose_dir / context).resolve(), output_dir.resolve())}
+
+
+def _analyse(source: ComposeSource, environment: str, app: str, output_dir: Path | None = None) -> _Draft:
+    path, data = source.path, source.data
+    draft = _Draft(source=source.name, environment=environment)
+    draft.notes += source.notes
     services: dict[str, Any] = {}
     for name, svc in data["services"].items():
         if isinstance(svc, dict):
@@ -642,18 +890,59 @@ def _analyse(path: Path, environment: str, data: dict[str, Any], app: str) -> _D
            and (_image_repo(s["image"]) in own_images or _image_base(s["image"]) == app)]
     app_services = [n for n in services if n in built or n in own]
     if not app_services:
-        raise ConfigError(f"{path}: no service builds the app's image (none has `build:`)",
+        raise ConfigError(f"{source.name}: no service builds the app's image (none has `build:`)",
                           "add `build: .` to the app's service, or pass the app name that its `image:` uses")
     kinds = {n: k for n, s in services.items() if n not in app_services and (k := _accessory_kind(s))}
-    with_ports = [n for n in app_services if _ports(services[n].get("ports"))]
-    not_web = re.compile(r"migrat|seed|worker|queue|cron|schedul|celery|sidekiq|job", re.IGNORECASE)
-    web_service = (with_ports or [n for n in app_services if not not_web.search(n)] or app_services)[0]
-    if not built:
-        draft.notes.append(f"{web_service}: compose pulled the image {services[web_service]['image']}; "
-                           "headway builds it from ./Dockerfile at each deploy")
-    with _shape_errors(path, built[0] if built else web_service):
-        draft.image = _image(built[0] if built else web_service, services[built[0]] if built else {}, draft)
+    draft.db_services = {n: e[0] for n in kinds if (e := _database_engine(services[n]))}
 
+    # the builds: one per service that has one; a service running another's image uses that one's build
+    scratch = _Draft(source=draft.source, environment=environment)
+    builds: dict[str, dict[str, Any]] = {}
+    for n in built:
+        with _shape_errors(path, n):
+            builds[n] = _image(n, services[n], scratch)
+    by_repo = {_image_repo(services[n]["image"]): builds[n] for n in built if isinstance(services[n].get("image"), str)}
+    for n in own:
+        builds[n] = by_repo.get(_image_repo(services[n]["image"]), builds[built[0]] if built else {})
+    facts = _Facts(path.parent, draft)
+
+    # which services serve HTTP: those that publish a port, those an nginx config sends requests to
+    routes = _proxy_routes(path.parent, services, app_services, draft)
+    http = [n for n in app_services if _ports(services[n].get("ports")) or n in routes]
+    if not http:
+        http = [([n for n in app_services if not _NOT_WEB.search(n)] or app_services)[0]]
+    multi = len(http) > 1
+    root, paths = _assign_paths(http, routes, draft) if multi else (http[0], {})
+    if multi:
+        draft.notes.append(f"{', '.join(http)} serve HTTP: each is a role with its own `path` "
+                           f"({', '.join(f'{n} {paths[n][0]}' for n in http)}) on the environment's port")
+
+    # the app's image: the build of the service that migrates, else of the API, else the first one
+    def migrates(n: str) -> bool:
+        return bool(_MIGRATE.search(_scalar(services[n].get("command"))))
+
+    primary = next((n for n in built if migrates(n)), None)
+    if primary is None and multi:
+        primary = next((n for n in built if n in http and n != root), None)
+    primary = primary or (built[0] if built else root)
+    if not built:
+        draft.notes.append(f"{root}: compose pulled the image {services[root]['image']}; "
+                           "headway builds it from ./Dockerfile at each deploy")
+    with _shape_errors(path, primary):
+        draft.image = _image(primary, services[primary] if built else {}, draft)
+    distinct = len({_build_key(builds[n]) for n in app_services if n in builds}) > 1
+    role_images: dict[str, dict[str, Any]] = {}
+    if distinct:
+        for n in app_services:
+            if n in builds and _build_key(builds[n]) != _build_key(draft.image):
+                role_images[n] = _rebase(_image(n, services[n], draft) if n in built else dict(builds[n]),
+                                         path.parent, output_dir)
+
+    draft.image = _rebase(draft.image, path.parent, output_dir)
+    if distinct:
+        draft.notes.append(f"the services build different images: roles built from another Dockerfile than "
+                           f"{_dockerfile_name(draft.image)} (the app's `image:`, which also runs `release:` and "
+                           "`seed:`) name their own `image:`")
     env_file_keys: dict[str, list[str]] = {}
     for svc_name in [*app_services, *kinds]:
         keys: list[str] = []
@@ -663,19 +952,34 @@ def _analyse(path: Path, environment: str, data: dict[str, Any], app: str) -> _D
             if found is None:
                 draft.notes.append(f"{svc_name}: env file {shown} not found")
             keys += found or []
-            if shown not in draft.secret_files:
+            if shown not in draft.secret_files and svc_name not in draft.db_services:
                 draft.secret_files.append(shown)
         env_file_keys[svc_name] = keys
-        draft.file_keys |= set(keys)
+        if svc_name not in draft.db_services:
+            draft.file_keys |= set(keys)
+    for n in draft.db_services:
+        for key, value in _environment_entries(services[n].get("environment")):
+            draft.db_refs.add(key)
+            if value and (ref := _pure_ref(value)):
+                draft.db_refs.add(ref)
+        prefixes = ("POSTGRES_", "PG", "MYSQL_", "MARIADB_", "REDIS_")
+        draft.db_refs |= {k for k in env_file_keys[n] if k.startswith(prefixes)}
 
     draft.aliases = _aliases([services[n] for n in kinds])
     taken: set[str] = set()
-    for svc_name in sorted(app_services, key=lambda n: n != web_service):  # web first: it is named `web`
+    for svc_name in sorted(app_services, key=lambda n: n != root):  # web first: it is named `web`
         with _shape_errors(path, svc_name):
             _common_notes(svc_name, services[svc_name], draft)
-            _role(svc_name, services[svc_name], svc_name == web_service, draft, taken)
+            image = role_images.get(svc_name) if distinct else None
+            _role(svc_name, services[svc_name], draft, taken, http=svc_name in http, root=svc_name == root,
+                  multi=multi, route=paths.get(svc_name), image=image,
+                  facts=functools.partial(facts.of, svc_name, services[svc_name], builds.get(svc_name)))
     for svc_name, svc in services.items():
-        if svc_name in kinds:
+        if svc_name in draft.db_services:
+            with _shape_errors(path, svc_name):
+                _common_notes(svc_name, svc, draft)
+                _database(svc_name, svc, draft, taken, app)
+        elif svc_name in kinds:
             with _shape_errors(path, svc_name):
                 _common_notes(svc_name, svc, draft)
                 _accessory(svc_name, svc, kinds[svc_name], env_file_keys[svc_name], draft, taken)
@@ -689,8 +993,11 @@ def _analyse(path: Path, environment: str, data: dict[str, Any], app: str) -> _D
                 draft.notes.append(f"{svc_name}: `{image}` not converted; add it under `accessories:` "
                                    "if the app needs it")
 
+    if not draft.domains and draft.nginx_domains:
+        draft.domains = list(draft.nginx_domains)
+        draft.notes.append(f"domains {', '.join(draft.domains)} taken from the nginx config in front of the app")
     if not draft.secret_files and draft.needed:
-        token = _env_token(path)
+        token = env_token(source.naming_path)
         candidate = path.parent / (f".env.{token}" if token else ".env")
         if candidate.is_file():
             draft.secret_files.append(str(candidate))
@@ -736,10 +1043,38 @@ def _image(svc_name: str, svc: dict[str, Any], draft: _Draft) -> dict[str, Any]:
     return image
 
 
-def _role(svc_name: str, svc: dict[str, Any], is_web: bool, draft: _Draft, taken: set[str]) -> None:
+def _image_health(facts: ImageFacts) -> dict[str, Any] | None:
+    """A Dockerfile HEALTHCHECK in the shape of a compose healthcheck."""
+    if facts.healthcheck is None:
+        return None
+    test: Any = ["CMD", *facts.healthcheck] if isinstance(facts.healthcheck, list) else \
+        ["CMD-SHELL", facts.healthcheck]
+    raw: dict[str, Any] = {"test": test}
+    for option, key in (("interval", "interval"), ("timeout", "timeout"), ("start-period", "start_period")):
+        if option in facts.healthcheck_options:
+            raw[key] = facts.healthcheck_options[option]
+    if facts.healthcheck_options.get("retries", "").isdigit():
+        raw["retries"] = int(facts.healthcheck_options["retries"])
+    return raw
+
+
+def _role(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], *, http: bool, root: bool,
+          multi: bool, route: tuple[str, bool] | None, image: dict[str, Any] | None,
+          facts: Callable[[], ImageFacts | None]) -> None:
     entries = _environment_entries(svc.get("environment"))
     aliases = {**draft.aliases, **{ref: key for key, value in entries if value and (ref := _pure_ref(value))}}
-    release, seed, rest, names = _split_command(svc_name, svc.get("command"), aliases, draft)
+    raw_command = svc.get("command")
+    image_env: set[str] = set()
+    dockerfile = _dockerfile_name(image or draft.image)
+    if raw_command is None and (found := facts()) is not None:
+        image_env = set(found.env)
+        if found.entrypoint is not None:
+            draft.notes.append(f"{svc_name}: its image starts with ENTRYPOINT {_show(found.entrypoint)} "
+                               f"({dockerfile}); if that runs migrations at start, move them to `release:`")
+        elif found.cmd is not None:
+            raw_command = found.cmd if isinstance(found.cmd, list) else ["sh", "-c", found.cmd]
+            draft.notes.append(f"{svc_name}: command taken from the CMD of {dockerfile}")
+    release, seed, rest, names = _split_command(svc_name, raw_command, aliases, draft)
     if release:
         command = _as_command(release)
         if draft.release is None:
@@ -755,35 +1090,68 @@ def _role(svc_name: str, svc: dict[str, Any], is_web: bool, draft: _Draft, taken
             draft.seed = command
             draft.notes.append(f"{svc_name}: `{' && '.join(seed)}` moved to "
                                f"environments.{draft.environment}.seed")
-    for name in names:
+    for name in names - image_env:
         draft.need(name, None)
-    if not rest and (release or seed) and not is_web:
+    if not rest and (release or seed) and not http:
         draft.notes.append(f"{svc_name}: only ran one-off commands; it is not a role")
         return
-    role_name = _unique("web" if is_web else _sanitize(svc_name), taken)
-    if not is_web and role_name != svc_name:
+    role_name = _unique("web" if root and not multi else _sanitize(svc_name), taken)
+    if not (root and not multi) and role_name != svc_name:
         draft.notes.append(f"{svc_name}: becomes the role `{role_name}`")
     role: dict[str, Any] = {}
+    if image is not None:
+        role["image"] = image
     if rest:
         role["command"] = _as_command(rest)
-    if is_web:
+    health_raw = svc.get("healthcheck")
+    if health_raw is None and (found := facts()) is not None:
+        health_raw = _image_health(found)
+        if health_raw is not None:
+            draft.notes.append(f"{svc_name}: health check taken from the HEALTHCHECK of {dockerfile}")
+    if http:
         ports = _ports(svc.get("ports"))
+        port: int | None = None
+        published: int | None = None
         if ports:
-            draft.port, role["port"] = ports[0]
+            published, port = ports[0]
             if len(ports) > 1:
                 draft.notes.append(f"{svc_name}: only the first port mapping is served; "
                                    f"others dropped: {', '.join(str(c) for _, c in ports[1:])}")
-            if draft.port is None:
-                draft.notes.append(f"{svc_name}: port {role['port']} was not published; "
-                                   f"set environments.{draft.environment}.port")
+        expose = [int(str(p).split("/")[0]) for p in svc.get("expose") or [] if str(p).split("/")[0].isdigit()]
+        if port is None and expose:
+            port = expose[0]
+        if port is None and (found := facts()) is not None and (found.ports or found.base_port):
+            port = found.ports[0] if found.ports else found.base_port
+            draft.notes.append(f"{svc_name}: port {port} taken from "
+                               + (f"the EXPOSE of {dockerfile}" if found.ports else f"its base image {found.base}"))
+        if port is None and isinstance(health_raw, dict):
+            test = health_raw.get("test")
+            probe = _http_probe(test if isinstance(test, str) else " ".join(str(t) for t in (test or [])[1:]))
+            if probe is not None and probe[0] is not None:
+                port = probe[0]
+                draft.notes.append(f"{svc_name}: port {port} taken from its healthcheck URL")
+        if port is None and (guess := _command_port(raw_command)) is not None:
+            port = guess
+            draft.notes.append(f"{svc_name}: port {port} taken from its command")
+        if port is not None:
+            role["port"] = port
         else:
-            expose = [int(str(p).split("/")[0]) for p in svc.get("expose") or [] if str(p).split("/")[0].isdigit()]
-            if expose:
-                role["port"] = expose[0]
-            else:
-                draft.notes.append(f"{svc_name}: no port found; set roles.web.port to the port the app serves")
+            draft.notes.append(f"{svc_name}: no port found; set roles.{role_name}.port to the port it serves")
+        if route is not None:
+            role["path"], strip = route
+            if strip:
+                role["strip_prefix"] = True
+        if root:
+            draft.port = published
+            if published is None and port is not None:
+                draft.notes.append(f"{svc_name}: port {port} was not published; "
+                                   f"set environments.{draft.environment}.port")
+        elif published is not None:
+            draft.other_ports.append(published)
+            draft.notes.append(f"{svc_name}: published port {published} dropped; the proxy serves it under "
+                               f"{role.get('path', '/')} on the environment's port")
     elif _ports(svc.get("ports")):
-        draft.notes.append(f"{svc_name}: its ports are dropped; only one role (web) serves HTTP")
+        draft.notes.append(f"{svc_name}: its ports are dropped; it is not an HTTP role")
     replicas = (svc.get("deploy") or {}).get("replicas") if isinstance(svc.get("deploy"), dict) else None
     replicas = replicas if replicas is not None else svc.get("scale")
     if isinstance(replicas, int):
@@ -794,9 +1162,10 @@ def _role(svc_name: str, svc: dict[str, Any], is_web: bool, draft: _Draft, taken
             draft.notes.append(f"{svc_name}: stop_grace_period {svc['stop_grace_period']!r} not understood")
         else:
             role["stop_timeout"] = timeout
-    health, health_names = _health(svc_name, svc.get("healthcheck"), draft, aliases,
-                                   port=role.get("port"), accessory=False)
-    for name in health_names:
+    if isinstance(svc.get("stop_signal"), str):
+        role["stop_signal"] = svc["stop_signal"]
+    health, health_names = _health(svc_name, health_raw, draft, aliases, port=role.get("port"), accessory=False)
+    for name in health_names - image_env:
         draft.need(name, None)
     if health is not None:
         role["health"] = health
@@ -804,14 +1173,16 @@ def _role(svc_name: str, svc: dict[str, Any], is_web: bool, draft: _Draft, taken
         if "path" in health and interval is not None and parse_duration(interval) >= 10:
             draft.notes.append(f"{svc_name}: the health check runs every {interval}; a deploy waits for it, "
                                "so a shorter interval (1s-2s) makes deploys faster")
-    elif is_web and "port" in role:
-        draft.notes.append(f"{svc_name}: no healthcheck; add roles.web.health (e.g. path: /health) so "
+    elif "port" in role:
+        draft.notes.append(f"{svc_name}: no healthcheck; add roles.{role_name}.health (e.g. path: /health) so "
                            "traffic moves only to a container that answers")
     limits = _resources(svc_name, svc, draft)
     if limits:
         draft.resources[role_name] = limits
     env: dict[str, str] = {}
     for key, value in entries:
+        if _database_env(svc_name, key, value, draft):
+            continue
         if value is None:
             env[key] = "${" + key + "}"
             draft.need(key, "compose passed it through from the shell")
@@ -829,12 +1200,101 @@ def _role(svc_name: str, svc: dict[str, Any], is_web: bool, draft: _Draft, taken
         for name in refs:
             draft.need(name, None)
     draft.role_env[role_name] = env
-    if is_web:
-        draft.domains = _domains(svc, entries)
+    if http:
+        draft.domains += [d for d in _domains(svc, entries) if d not in draft.domains]
     if svc.get("volumes"):
         draft.notes.append(f"{svc_name}: volumes dropped; app containers are replaced at every deploy, "
                            "so keep state in an accessory (database, object storage)")
     draft.roles[role_name] = role
+
+
+def _database_env(svc_name: str, key: str, value: str | None, draft: _Draft) -> bool:
+    """True when an app variable is about a database headway now manages (its URL, its password): headway
+    gives the app the URL itself, with credentials it generates."""
+    if not draft.db_services:
+        return False
+    m = _DB_URL_HOST.match(value or "")
+    target = m.group(1) if m else None
+    if target in draft.db_services:
+        engine = draft.db_services[target]
+        current = draft.db_url_env.setdefault(target, key)
+        default = "REDIS_URL" if engine == "redis" else "DATABASE_URL"
+        if current != key:
+            draft.notes.append(f"{svc_name}: {key} also points at {target}; headway sets only {current}, so make "
+                               f"the app read {current}")
+        elif (target, key) not in draft.db_noted:
+            draft.db_noted.add((target, key))
+            draft.notes.append(f"{key} now comes from headway (databases.{_sanitize(target)}"
+                               + (f", url_env: {key}" if key != default else "")
+                               + "), with credentials it generates per environment")
+        return True
+    ref = _pure_ref(value) if value else None
+    if _looks_secret(key) and (key in draft.db_refs or (ref is not None and ref in draft.db_refs)):
+        draft.notes.append(f"{svc_name}: {key} dropped; headway generates the database password and gives the "
+                           "app only the URL (DATABASE_URL / REDIS_URL), so read the password from there")
+        return True
+    return False
+
+
+def _database(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], app: str) -> None:
+    """An official postgres/mysql/mariadb/redis service as a managed database with backups."""
+    engine, version = _database_engine(svc) or ("postgres", None)
+    name = _unique(_sanitize(svc_name), taken)
+    if name != svc_name:
+        draft.notes.append(f"{svc_name}: renamed to database `{name}`; update host names that used "
+                           f"`{svc_name}`")
+    db: dict[str, Any] = {"engine": engine}
+    if version:
+        db["version"] = version
+    else:
+        draft.notes.append(f"{name}: image {svc.get('image')} has no version tag; headway runs its default "
+                           f"({DEFAULT_VERSIONS[engine]}): set databases.{name}.version to pin yours")
+    db_var, user_var, managed = _DB_SETTINGS[engine]
+    entries = dict(_environment_entries(svc.get("environment")))
+    for var, field_name in ((db_var, "database"), (user_var, "user")):
+        value = entries.get(var) if var else None
+        if value and "$" not in value and re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
+            db[field_name] = value
+        elif value:
+            draft.notes.append(f"{name}: {var} comes from a variable; the {field_name} is "
+                               f"{app.replace('-', '_')} unless you set databases.{name}.{field_name}")
+    other = [k for k in entries if k not in (db_var, user_var) and k not in managed]
+    if other:
+        draft.notes.append(f"{name}: {', '.join(other)} not converted; headway configures {engine} itself")
+    url_var = draft.db_url_env.get(svc_name)
+    default = "REDIS_URL" if engine == "redis" else "DATABASE_URL"
+    used = {d.get("url_env") or ("REDIS_URL" if d["engine"] == "redis" else "DATABASE_URL")
+            for d in draft.databases.values()}
+    if url_var and url_var != default:
+        db["url_env"] = url_var
+    elif (url_var or default) in used:
+        db["url_env"] = re.sub(r"[^A-Z0-9]+", "_", name.upper()) + "_URL"
+        draft.notes.append(f"{name}: the app gets its URL as {db['url_env']} ({default} is another database's)")
+    limits = _resources(svc_name, svc, draft)
+    if limits:
+        db["resources"] = limits
+    db["backup"] = {"schedule": DoubleQuotedScalarString("0 3 * * *")}
+    for kind, source, target in _volume_specs(svc.get("volumes")):
+        if kind == "named":
+            draft.notes.append(f"{name}: its data lived in the compose volume `{source}`; headway keeps it in a "
+                               f"volume of its own per environment, so move the data over before switching "
+                               "(dump it from the old container, load it with `headway db shell`)")
+        elif kind == "bind":
+            draft.notes.append(f"{name}: bind mount {source}:{target} not converted"
+                               + ("; init scripts do not run: headway creates the database empty, so load them "
+                                  "from `release:` or with `headway db shell`" if "initdb" in target else ""))
+    if svc.get("command") is not None:
+        raw = svc["command"]
+        shown = _show([_scalar(a) for a in raw]) if isinstance(raw, list) else _scalar(raw)
+        draft.notes.append(f"{name}: command `{_redact(svc_name, shown, _Draft('', ''), set())}` not converted; "
+                           f"headway runs {engine} with its own settings (and password)")
+    if _ports(svc.get("ports")):
+        draft.notes.append(f"{name}: published port dropped; the database is reachable from the app only "
+                           "(`headway db shell` for a console)")
+    draft.notes.append(f"{name}: a managed {engine} database: headway creates its credentials, gives the app "
+                       f"{db.get('url_env', default)}, backs it up before each deploy and daily at 03:00 "
+                       f"(`headway db schedule -e ENV --install` adds the cron entry)")
+    draft.databases[name] = db
 
 
 def _accessory(svc_name: str, svc: dict[str, Any], image_key: str, file_keys: list[str], draft: _Draft,
@@ -942,31 +1402,54 @@ def merge_compose_files(paths: list[Path], app: str | None = None,
                         environments: list[str] | None = None) -> ComposeConversion:
     """Convert compose files for several environments (e.g. prod + staging) into one headway.yml.
 
-    The first file shapes the shared parts (image, roles, release, accessories); what differs between
-    files goes under each environment where headway.yml can express it, and into a note where it cannot.
+    Each path is one environment, except an override of the file before it, which is merged into it the way
+    `docker compose -f base -f override` does (see `plan_sources`).
     """
     if not paths:
         raise ConfigError("no compose file given", "pass e.g. docker-compose.prod.yml")
-    paths = [Path(p) for p in paths]
     if environments is not None and len(environments) != len(paths):
         raise ConfigError(f"{len(paths)} compose files but {len(environments)} environment names",
                           "give one environment name per file, in the same order")
-    names = list(environments) if environments else [guess_environment(p) for p in paths]
+    for env_name in environments or []:
+        _check_environment_name(env_name)
+    values = [f"{p}:{e}" if environments else str(p) for p, e in zip(paths, environments or paths, strict=True)]
+    return convert_sources(plan_sources(values), app=app)
+
+
+def _check_environment_name(env_name: str) -> None:
+    if not re.fullmatch(NAME, env_name):
+        raise ConfigError(f"{env_name!r} is not a valid environment name",
+                          f"use lower-case letters, digits and dashes, e.g. {suggest_app_name(env_name)!r}")
+
+
+def convert_from(from_values: list[str], merged_files: list[str] | None = None, app: str | None = None,
+                 output_dir: Path | None = None) -> ComposeConversion:
+    """`headway init --from FILE[:ENV] ... -f FILE ...`: one environment per --from (an override merged into
+    the file before it), and the -f files merged into one environment, as compose merges them."""
+    if not from_values and not merged_files:
+        raise ConfigError("no compose file given", "pass e.g. --from docker-compose.prod.yml")
+    return convert_sources(plan_sources(list(from_values), list(merged_files or [])), app=app, output_dir=output_dir)
+
+
+def convert_sources(sources: list[ComposeSource], app: str | None = None,
+                    output_dir: Path | None = None) -> ComposeConversion:
+    """Convert planned sources (see `plan_sources`). Build contexts are rewritten relative to `output_dir`,
+    where headway.yml is written (by default they stay relative to the compose file)."""
+    names = [s.environment or guess_environment(s.naming_path) for s in sources]
     for env_name in names:
-        if not re.fullmatch(NAME, env_name):
-            raise ConfigError(f"{env_name!r} is not a valid environment name",
-                              f"use lower-case letters, digits and dashes, e.g. {suggest_app_name(env_name)!r}")
+        _check_environment_name(env_name)
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise ConfigError(f"two compose files map to the environment {dup!r}",
-                          "name the environment of each file explicitly (e.g. production, staging)")
-    loaded = [_load(p) for p in paths]
-    app_name = _app_name(app, loaded[0], paths[0])
-    drafts = [_analyse(p, env_name, data, app_name) for p, env_name, data in zip(paths, names, loaded, strict=True)]
+        files = [s.name for s, n in zip(sources, names, strict=True) if n == dup]
+        raise ConfigError(f"two compose files map to the environment {dup!r} ({', '.join(files)})",
+                          "name the environment of each: --from FILE:production --from FILE:staging; "
+                          "or merge them into one environment with -f FILE -f FILE")
+    app_name = _app_name(app, sources[0].data, sources[0].path)
+    drafts = [_analyse(s, env_name, app_name, output_dir) for s, env_name in zip(sources, names, strict=True)]
     doc, notes = _assemble(app_name, drafts)
     secrets = {d.environment: list(d.secret_files) for d in drafts if d.secret_files}
     notes += _secret_notes(drafts, doc)
-    text = _dump(doc, [p.name for p in paths])
+    text = _dump(doc, [s.name for s in sources])
     parse_config(text, "headway.yml")  # the result must load; a failure here is a bug worth reporting
     return ComposeConversion(yaml_text=text, notes=notes, secrets=secrets)
 
@@ -1008,13 +1491,17 @@ def _assemble(app: str, drafts: list[_Draft]) -> tuple[CommentedMap, list[str]]:
         owner = next(d for d in drafts if name in d.roles)
         spec = dict(owner.roles[name])
         role = CommentedMap()
+        if "image" in spec:
+            role["image"] = CommentedMap(spec["image"])
         if "command" in spec:
             role["command"] = _flow(spec["command"])
-        if "port" in spec:
-            role["port"] = spec["port"]
+        for key in ("port", "path", "strip_prefix"):
+            if key in spec:
+                role[key] = spec[key]
         role["replicas"] = owner.replicas.get(name, 1)
-        if "stop_timeout" in spec:
-            role["stop_timeout"] = spec["stop_timeout"]
+        for key in ("stop_timeout", "stop_signal"):
+            if key in spec:
+                role[key] = spec[key]
         if "health" in spec:
             health = CommentedMap(spec["health"])
             if "command" in health:
@@ -1024,15 +1511,22 @@ def _assemble(app: str, drafts: list[_Draft]) -> tuple[CommentedMap, list[str]]:
         for d in drafts:
             if d is not owner and name in d.roles:
                 other = d.roles[name]
-                for key in ("command", "port", "health"):
+                for key in ("image", "command", "port", "path", "health"):
                     if other.get(key) != spec.get(key):
                         notes.append(f"{d.source}: roles.{name}.{key} differs from {owner.source}; "
                                      f"the one from {owner.source} is used")
     doc["roles"] = roles
 
     release = next((d for d in drafts if d.release is not None), None)
-    if release is not None:
+    own_images = len(roles) > 1 and all("image" in r for r in roles.values())
+    if release is not None and own_images:
+        first_role = next(iter(roles))
+        doc["release"] = CommentedMap({"command": _flow(release.release), "role": first_role})
+        notes.append(f"every role builds its own image; the release command runs from {first_role}'s: change "
+                     "release.role if another one has the migrations")
+    elif release is not None:
         doc["release"] = _flow(release.release)
+    if release is not None:
         doc.yaml_add_eol_comment(f"was part of {release.release_from}'s command", "release")
         for d in drafts:
             if d.release is not None and _show(d.release) != _show(release.release or ""):
@@ -1065,6 +1559,29 @@ def _assemble(app: str, drafts: list[_Draft]) -> tuple[CommentedMap, list[str]]:
             accessories[name] = acc
     if accessories:
         doc["accessories"] = accessories
+
+    databases = CommentedMap()
+    db_overrides: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in drafts:
+        for name, spec in d.databases.items():
+            if name in accessories or name in roles:
+                notes.append(f"{d.source}: database {name} has the name of another service; rename it by hand")
+                continue
+            if name not in databases:
+                db = CommentedMap()
+                for key, value in spec.items():
+                    db[key] = CommentedMap(value) if isinstance(value, dict) else value
+                databases[name] = db
+                continue
+            if spec["engine"] != databases[name]["engine"]:
+                notes.append(f"{d.source}: {name} runs {spec['engine']}, not {databases[name]['engine']}; "
+                             f"{databases[name]['engine']} is used for every environment")
+                continue
+            for key in ("version", "database", "user"):
+                if spec.get(key) != databases[name].get(key) and spec.get(key) is not None:
+                    db_overrides.setdefault(d.environment, {}).setdefault(name, {})[key] = spec[key]
+    if databases:
+        doc["databases"] = databases
 
     shared_env, env_by_environment = _split_env(drafts, roles, notes)
     if shared_env:
@@ -1109,6 +1626,8 @@ def _assemble(app: str, drafts: list[_Draft]) -> tuple[CommentedMap, list[str]]:
             env["env"] = CommentedMap(env_by_environment[d.environment])
         if d.seed is not None:
             env["seed"] = _flow(d.seed)
+        if db_overrides.get(d.environment):
+            env["databases"] = CommentedMap({k: CommentedMap(v) for k, v in db_overrides[d.environment].items()})
         if not env:
             env["hosts"] = ["local"]
         environments[d.environment] = env
@@ -1116,7 +1635,7 @@ def _assemble(app: str, drafts: list[_Draft]) -> tuple[CommentedMap, list[str]]:
         notes.append("no environment publishes a port; set environments.<name>.port for the proxy")
     doc["environments"] = environments
     for d in drafts:
-        missing = [n for n in accessories if n not in d.accessories]
+        missing = [n for n in [*accessories, *databases] if n not in d.accessories and n not in d.databases]
         if missing and len(drafts) > 1:
             notes.append(f"{d.source}: has no {', '.join(missing)}; accessories run in every environment")
     return doc, notes
@@ -1156,6 +1675,11 @@ def _split_env(drafts: list[_Draft], roles: CommentedMap,
     return shared, per_env
 
 
+def _database_url_vars(doc: CommentedMap) -> set[str]:
+    return {db.get("url_env") or ("REDIS_URL" if db["engine"] == "redis" else "DATABASE_URL")
+            for db in doc.get("databases", {}).values()}
+
+
 def _secret_notes(drafts: list[_Draft], doc: CommentedMap) -> list[str]:
     notes = []
     for d in drafts:
@@ -1169,7 +1693,14 @@ def _secret_notes(drafts: list[_Draft], doc: CommentedMap) -> list[str]:
             keys = sorted({k for f in d.secret_files for k in _env_file_keys(Path(f)) or []})
             note = (f"{d.environment}: start {target} from {', '.join(d.secret_files)} "
                     f"(KEY=value lines, chmod 600)")
-            notes.append(note + (f"; it defines {', '.join(keys)}" if keys else ""))
+            url_vars = [k for k in keys if k in _database_url_vars(doc)]
+            for_db = [k for k in keys if k in d.db_refs and _looks_secret(k) and k not in d.needed
+                      and k not in url_vars]
+            keys = [k for k in keys if k not in for_db and k not in url_vars]
+            notes.append(note + (f"; it defines {', '.join(keys)}" if keys else "")
+                         + (f"; leave out {', '.join(url_vars)}: headway sets it" if url_vars else "")
+                         + (f"; {', '.join(for_db)} set the compose database's password: headway generates "
+                            "one per environment, so it is not needed" if for_db else ""))
         missing = sorted(n for n in needed if n not in d.file_keys)
         if missing:
             verb = "also add" if d.secret_files else "create it with"

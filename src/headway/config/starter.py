@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import re
+import socket
+from pathlib import Path
 
 from headway.config.model import NAME
 from headway.errors import ConfigError
@@ -27,7 +32,9 @@ image:
   # args:                    # build arguments (never secrets: they stay in the image)
   #   NODE_ENV: production
 
-# Roles: the processes run from the release image. Exactly one role may serve HTTP (has `port`).
+# Roles: the processes run from the release image. A role with `port` serves HTTP through the proxy; with
+# several (a frontend and an API), each takes its own `path` (path: /api) and may build its own
+# `image: {dockerfile: Dockerfile.frontend, context: .}`.
 roles:
   web:
     port: 3000               # container port the app listens on; the proxy sends traffic here
@@ -75,6 +82,19 @@ accessories:
     health:
       command: redis-cli ping
 
+# Managed databases: instead of the db/redis accessories above, headway can run the database itself. It
+# creates the credentials (per environment, never in this file), gives the app DATABASE_URL (REDIS_URL for
+# redis), backs it up before each deploy and on a schedule, and verifies and restores backups
+# (`headway db backup|verify|restore`). To use one, remove the accessory and DATABASE_URL from env below:
+# databases:
+#   db:
+#     engine: postgres       # postgres | mysql | mariadb | redis
+#     version: "15"          # the image tag; upgrades take a backup first
+#     backup:
+#       schedule: "0 3 * * *"        # cron syntax; `headway db schedule -e ENV --install` adds the cron entry
+#       retention: {last: 7, daily: 7, weekly: 4, monthly: 6}
+#       before_deploy: always        # a backup before each deploy's release command
+
 # Environment variables for every role. ${NAME} is filled in from the secrets file (or from env itself).
 # Accessories are reachable from the app by their name (db, redis).
 env:
@@ -95,7 +115,7 @@ deploy:
 environments:
   production:
     hosts: [local]           # this version deploys to the local Docker engine
-    port: 8080               # published port on the proxy; each environment needs its own
+    port: __PORT_PRODUCTION__               # published port on the proxy; each environment needs its own
     domains:                 # host names the proxy answers for; the first is the health-check Host
       - __APP__.example.com
     replicas:                # per-environment replica counts, by role
@@ -104,7 +124,7 @@ environments:
     #   web: {cpus: 1, memory: 512m}
     # secrets_file: .headway/secrets.production   # the default location
   staging:
-    port: 8081
+    port: __PORT_STAGING__
     domains:
       - staging.__APP__.example.com
     replicas:
@@ -130,6 +150,61 @@ def check_app_name(app: str) -> str:
     return app
 
 
-def starter_config(app: str) -> str:
-    """A fully commented headway.yml for `app`, valid as written."""
-    return _TEMPLATE.replace(_PLACEHOLDER, check_app_name(app))
+def port_is_free(port: int) -> bool:
+    """Nothing on this host listens on `port` (TCP, any address): binding it succeeds."""
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this host
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:  # EADDRNOTAVAIL: this address family is not configured
+                    return False
+    return True
+
+
+def _claimed_ports(state_dir: Path) -> set[int]:
+    """Ports other apps' environments on this host publish through headway's proxy (they may be stopped)."""
+    out: set[int] = set()
+    for route in sorted((state_dir / "proxy" / "routes").glob("*.json"))[:1000]:
+        try:
+            data = json.loads(route.read_text())
+        except (OSError, ValueError):
+            continue
+        port = data.get("port") if isinstance(data, dict) else None
+        if isinstance(port, int):
+            out.add(port)
+    return out
+
+
+def free_environment_ports(preferred: tuple[int, int] = (8080, 8081), *, limit: int = 200,
+                           state_dir: Path | None = None) -> tuple[int, int]:
+    """Production and staging ports not in use here: the preferred ones when free, else the next free ones."""
+    root = state_dir or Path(os.environ.get("HEADWAY_STATE_DIR") or "/var/lib/headway")
+    claimed = _claimed_ports(root)
+    chosen: list[int] = []
+    for wanted in preferred:
+        port = wanted
+        for _ in range(limit):
+            if port not in chosen and port not in claimed and port_is_free(port):
+                break
+            port += 1
+            if port == preferred[1] and wanted == preferred[0]:
+                port += 1  # leave staging's default to staging
+        else:
+            port = wanted
+        chosen.append(port)
+    return chosen[0], chosen[1]
+
+
+def starter_config(app: str, ports: tuple[int, int] = (8080, 8081)) -> str:
+    """A fully commented headway.yml for `app`, valid as written; `ports`: production's and staging's."""
+    text = _TEMPLATE.replace(_PLACEHOLDER, check_app_name(app))
+    text = text.replace("port: __PORT_PRODUCTION__               #", f"port: {ports[0]}".ljust(25) + "#")
+    return text.replace("__PORT_STAGING__", str(ports[1]))
