@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
 from bench.loadgen import SteadyLoad
@@ -116,3 +119,41 @@ def test_two_roles_on_one_path_is_a_clear_error_that_changes_nothing(roles_app):
     result = roles_app.cli("deploy", "-e", "production")
     assert result.returncode == 2
     assert "both serve path /" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sticky_canary_keeps_a_client_on_one_release_for_every_path(roles_app):
+    roles_app.edit_config("  drain_timeout: 5s\n", "  drain_timeout: 5s\n  strategy: canary\n  canary:\n"
+                          "    sticky: cookie\n    steps: [{weight: 50, duration: 60s}]\n"
+                          "    analysis: {interval: 1s, min_requests: 5, max_wait: 60s}\n")
+    hw = roles_app.headway()
+    hw.deploy(version="v1")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            roles_app.headway().deploy(version="v2")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    deploying = threading.Thread(target=run)
+    deploying.start()
+    try:
+        deadline = time.monotonic() + 90
+        while hw.proxy.routes.get(roles_app.name, "production").canary is None:
+            assert time.monotonic() < deadline and deploying.is_alive(), errors
+            time.sleep(0.1)  # the deploy builds and health-checks before the proxy splits traffic
+        seen = set()
+        for _ in range(12):  # new clients: each gets a cookie, then every path answers from its release
+            first = get(roles_app, "/")
+            cookie = first.headers["set-cookie"].split(";")[0]
+            release = first.json()["release"]
+            seen.add(release)
+            for path in ("/api/a", "/", "/api/b"):
+                assert httpx.get(roles_app.url(path=path), headers={"Cookie": cookie},
+                                 timeout=5).json()["release"] == release
+        assert seen == {"v1", "v2"}  # 12 clients at 50%: both sides (fails with probability 2 * 0.5**12)
+        assert roles_app.cli("promote", "-e", "production").returncode == 0
+    finally:
+        deploying.join(120)
+    assert not errors
+    assert get(roles_app, "/").json()["release"] == get(roles_app, "/api/").json()["release"] == "v2"
