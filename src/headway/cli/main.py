@@ -49,7 +49,7 @@ wait_option = click.option("--wait", type=float, default=None, metavar="SECONDS"
 class LazyGroup(click.Group):
     """Command groups that live in their own modules load when they are used (`headway db …`), not at start."""
 
-    lazy = {"db": "headway.cli.db:db", "tls": "headway.cli.tls:tls"}
+    lazy = {"db": "headway.cli.db:db", "tls": "headway.cli.tls:tls", "secrets": "headway.cli.secrets:secrets"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -77,15 +77,20 @@ def cli(ctx: click.Context, config: str | None, state_dir: str | None) -> None:
 
 # -- init ---------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--from", "from_compose", multiple=True, type=click.Path(dir_okay=False, exists=True),
-              help="Convert a docker-compose file (repeat for prod + staging files).")
+@click.option("--from", "from_compose", multiple=True, metavar="FILE[:ENV]|DIR",
+              help="Convert a compose file, one environment per --from (repeat for prod + staging files; "
+                   "FILE:ENV names the environment). An override file is merged into the file before it; "
+                   "a directory gives its compose.yml and compose.override.yml.")
+@click.option("-f", "--file", "merged_files", multiple=True, metavar="FILE",
+              help="Compose files merged into one environment, as `docker compose -f a -f b` merges them.")
 @click.option("--app", default=None, help="App name (default: the directory's name).")
 @click.option("--force", is_flag=True, help="Overwrite an existing headway.yml.")
-def init(from_compose: tuple[str, ...], app: str | None, force: bool) -> None:
-    """Write a commented headway.yml, or convert a docker-compose file into one."""
+def init(from_compose: tuple[str, ...], merged_files: tuple[str, ...], app: str | None, force: bool) -> None:
+    """Write a commented headway.yml, or convert docker-compose files into one."""
     from headway.config.init import write_config
 
-    result = write_config(Path.cwd(), [Path(p) for p in from_compose], app=app, force=force)
+    result = write_config(Path.cwd(), [Path(p) for p in from_compose], app=app, force=force,
+                          merged_files=list(merged_files))
     err_console.print(f"[green]wrote[/green] {result.path}")
     for note in result.notes:
         err_console.print(f"  • {note}")
@@ -93,17 +98,32 @@ def init(from_compose: tuple[str, ...], app: str | None, force: bool) -> None:
 
 
 # -- deploy / rollback / releases ---------------------------------------------------------------------
+def source_options(f: Any) -> Any:
+    """--ref, --dirty, --force: what a build reads (headway.release.source)."""
+    f = click.option("--force", is_flag=True,
+                     help="Build although the environment's `branch:` says otherwise.")(f)
+    f = click.option("--dirty", is_flag=True,
+                     help="Build the working tree as it is, uncommitted changes included (version marked -dirty).")(f)
+    return click.option("--ref", default=None, metavar="REF",
+                        help="Build this branch, tag or commit (default: the committed HEAD).")(f)
+
+
 @cli.command()
 @env_option
-@click.option("--version", "version", default=None, help="Release version (default: git commit, -dirty marked).")
+@click.option("--version", "version", default=None,
+              help="Release version (default: the short commit id built, -dirty marked for --dirty).")
+@click.option("--image-tag", default=None, metavar="TAG",
+              help="Deploy the images CI pushed with this tag (pulled from the registry; nothing is built).")
+@source_options
 @wait_option
 @json_option
 @pass_ctx
-def deploy(obj: Context, environment: str, version: str | None, wait: float | None, as_json: bool) -> None:
+def deploy(obj: Context, environment: str, version: str | None, image_tag: str | None, ref: str | None,
+           dirty: bool, force: bool, wait: float | None, as_json: bool) -> None:
     """Build, run the release command, start beside the old, health-gate, switch, drain."""
     reporter = ConsoleReporter(quiet=False)
     hw = obj.headway(environment, reporter)
-    outcome = hw.deploy(version=version, wait=wait)
+    outcome = hw.deploy(version=version, wait=wait, image_tag=image_tag, ref=ref, dirty=dirty, force=force)
     rec = outcome.record
     if as_json:
         print_json({"release": rec.model_dump(), "urls": outcome.urls,
@@ -113,6 +133,28 @@ def deploy(obj: Context, environment: str, version: str | None, wait: float | No
                       f"(deploy {rec.number}, {rec.color}) in {rec.duration_s:.1f}s")
     for url in outcome.urls:
         err_console.print(f"  {url}")
+
+
+@cli.command()
+@env_option
+@click.option("--version", "version", default=None,
+              help="Tag for the images (default: the short commit id built, -dirty marked for --dirty).")
+@click.option("--push", is_flag=True, help="Push the images to their registry (image.name), e.g. from CI.")
+@source_options
+@json_option
+@pass_ctx
+def build(obj: Context, environment: str, version: str | None, push: bool, ref: str | None, dirty: bool,
+          force: bool, as_json: bool) -> None:
+    """Build the release images (and push them), without deploying: for CI, then `deploy --image-tag`."""
+    reporter = ConsoleReporter(quiet=False)
+    hw = obj.headway(environment, reporter)
+    built = hw.build(version=version, push=push, ref=ref, dirty=dirty, force=force)
+    if as_json:
+        print_json(built)
+        return
+    for ref, digest in built["images"].items():
+        err_console.print(f"[green]{'pushed' if push else 'built'}[/green] {ref}" + (f"  {digest}" if push else ""))
+    err_console.print(f"deploy it with `headway deploy -e {environment} --image-tag {built['version']}`")
 
 
 @cli.command()
@@ -214,8 +256,21 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
     for c in report["containers"]:
         table.add_row(c["name"], c["role"], c["release"], c["state"], c["health"], c["started_at"])
     out_console.print(table)
+    if report.get("databases"):
+        dbs = Table("database", "engine", "version", "state", "last backup", "age", "size", box=None)
+        for d in report["databases"]:
+            last = d["last_backup"]
+            dbs.add_row(d["name"], d["engine"], d["version"], d["state"], last["id"] if last else "[red]none[/red]",
+                        last["age"] if last else "", _human_size(last["size"]) if last else "")
+        out_console.print(dbs)
     for url in report["urls"]:
         out_console.print(f"  {url}")
+
+
+def _human_size(n: int) -> str:
+    from headway.data.backup import _size
+
+    return _size(n)
 
 
 @cli.command()

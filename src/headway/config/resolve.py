@@ -22,13 +22,20 @@ from headway.config.model import (
     Resources,
     TlsOptions,
 )
-from headway.config.secrets import default_secrets_path, load_secrets
+from headway.config.secrets import (
+    SECRETS_MOUNT,
+    SecretValues,
+    check_named_secrets,
+    load_secrets,
+    secret_specs,
+    secrets_path_for,
+)
 from headway.errors import ConfigError
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class Secrets(dict[str, str]):
+class Secrets(SecretValues):
     """Secret values; their repr never shows a value, so they cannot leak through logs or tracebacks."""
 
     def __repr__(self) -> str:
@@ -96,24 +103,66 @@ class Target:
         return [r for r in self.roles.values() if r.port is not None]
 
     @property
+    def public_health_paths(self) -> list[str]:
+        """The HTTP health checks as a client requests them through the proxy (a stripped prefix put back):
+        maintenance keeps them reaching the app."""
+        out = set()
+        for r in self.http_roles:
+            if isinstance(r.health, HttpHealth):
+                path = r.health.path
+                if r.strip_prefix and r.path != "/":
+                    path = r.path + (path if path != "/" else "")
+                out.add(path)
+        return sorted(out)
+
+    @property
     def image_repository(self) -> str:
-        return self.config.image.name or self.app
+        """Where the app image is tagged when it is built here."""
+        image = self.config.image
+        return (image.name if isinstance(image, ImageBuild) else None) or self.app
 
     def container_env(self, role: RoleSpec | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The env of an app container: config env, then role env, with ${SECRET} references filled in."""
+        """The env of an app container: the role's secrets (NAME=value, or NAME_FILE=/run/secrets/NAME for
+        `as: file`), then config env and role env with ${SECRET} references filled in. `role` None: the
+        release/seed one-off, which gets every secret."""
+        names = self.role_secrets(role)
+        self.secrets.fetch(names)
+        delivered = {f"{n}_FILE" if self.secrets.as_file(n) else n:
+                     f"{SECRETS_MOUNT}/{n}" if self.secrets.as_file(n) else self.secrets[n] for n in names}
         merged = {**self.env, **(role.env if role else {})}
         values = {k: self._interpolate(k, v) for k, v in merged.items()}
-        return {**self.secrets, **values, **(extra or {})}
+        return {**delivered, **values, **(extra or {})}
+
+    def role_secrets(self, role: RoleSpec | None) -> list[str]:
+        """The secrets a role gets: those it names, or every one when it names none (and for the one-off)."""
+        if role is None or role.secret_names is None:
+            return self.secrets.available()
+        return list(role.secret_names)
+
+    def secret_files(self, names: list[str]) -> dict[str, str]:
+        """Of `names`, the `as: file` secrets, with their values (commands run as needed)."""
+        files = [n for n in names if self.secrets.as_file(n) and self.secrets.has(n)]
+        self.secrets.fetch(files)
+        return {n: self.secrets[n] for n in files}
 
     def accessory_env(self, acc: AccessorySpec) -> dict[str, str]:
         env = {k: self._interpolate(k, v) for k, v in acc.env.items()}
-        env.update({name: self.secrets[name] if name in self.secrets else self._interpolate(name, self.env[name])
-                    for name in acc.secret_names})
+        self.secrets.fetch(acc.secret_names)
+        for name in acc.secret_names:
+            if self.secrets.as_file(name) and name in self.secrets:
+                env[f"{name}_FILE"] = f"{SECRETS_MOUNT}/{name}"
+            else:
+                env[name] = self.secrets[name] if name in self.secrets else self._interpolate(name, self.env[name])
         return env
+
+    def resolve_text(self, key: str, value: str) -> str:
+        """`value` with ${SECRET} / ${ENV} references filled in (`key` names it in errors)."""
+        return self._interpolate(key, value)
 
     def _interpolate(self, key: str, value: str) -> str:
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
+            self.secrets.fetch([name])
             if name in self.secrets:
                 return self.secrets[name]
             if name in self.env and "${" not in self.env[name]:
@@ -126,7 +175,8 @@ class Target:
         """Changes whenever anything that shapes the running containers changes (secrets included, unseen)."""
         body = json.dumps({"config": self.config.model_dump(mode="json"), "environment": self.environment,
                            "secrets": sorted((k, hashlib.sha256(v.encode()).hexdigest())
-                                             for k, v in self.secrets.items())}, sort_keys=True)
+                                             for k, v in self.secrets.items()
+                                             if k not in self.secrets.fetched)}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -152,20 +202,31 @@ def resolve(config: AppConfig, environment: str, root: Path) -> Target:
                             health=acc.health, resources=acc.resources)
         for name, acc in config.accessories.items()
     }
-    secrets_path = root / env_cfg.secrets_file if env_cfg.secrets_file else default_secrets_path(root, environment)
+    secrets_path = secrets_path_for(config, environment, root)
+    specs = secret_specs(config, environment)
     needed = sorted({s for a in accessories.values() for s in a.secret_names}
-                    | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in _REF.finditer(v)})
-    secrets = Secrets(load_secrets(secrets_path, required=bool(needed)))
+                    | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in _REF.finditer(v)}
+                    | _registry_refs(config))
+    commands = {n for n, spec in specs.items() if spec.from_}
+    secrets = Secrets(load_secrets(secrets_path, required=bool(set(needed) - commands)), specs=specs, cwd=root)
     env = {**config.env, **env_cfg.env}
-    missing = [n for n in needed if n not in secrets and not (n in env and "${" not in env[n])]
+    missing = [n for n in needed if not secrets.has(n) and not (n in env and "${" not in env[n])]
     if missing:
         raise ConfigError(f"{secrets_path}: missing {', '.join(missing)}",
                           f"add {missing[0]}=... to {secrets_path} (mode 600)")
+    check_named_secrets(config, environment, secrets, secrets_path)
     seed = env_cfg.seed
     seed_argv = shlex.split(seed) if isinstance(seed, str) else seed
     return Target(app=config.app, environment=environment, root=root, config=config, roles=roles,
                   accessories=accessories, domains=list(env_cfg.domains), port=env_cfg.port, deploy=deploy,
                   seed_argv=seed_argv, edge=env_cfg.proxy, tls=env_cfg.tls_options, env=env, secrets=secrets)
+
+
+def _registry_refs(config: AppConfig) -> set[str]:
+    reg = config.registry
+    if reg is None:
+        return set()
+    return {m.group(1) for v in (reg.username, reg.password) if v for m in _REF.finditer(v)}
 
 
 def load_target(environment: str, config_path: str | Path | None = None) -> Target:

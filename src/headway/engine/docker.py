@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -226,6 +226,48 @@ class DockerEngine:
         except (_errors().ImageNotFound, _errors().APIError):
             pass  # still used by a container, or already gone
 
+    def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
+        """Pull `ref` (repo:tag or repo@digest) and return it by digest (repo@sha256:...)."""
+        repo, tag = _split_reference(ref)
+        try:
+            for chunk in self.client.api.pull(repo, tag=tag, auth_config=auth, stream=True, decode=True):
+                if "error" in chunk:
+                    raise _registry_error("pull", ref, str(chunk["error"]))
+        except _errors().APIError as exc:
+            raise _registry_error("pull", ref, str(exc.explanation or exc)) from None
+        except _errors().DockerException as exc:
+            raise _registry_error("pull", ref, str(exc)) from None
+        return self.digest_of(ref) or ref
+
+    def digest_of(self, ref: str) -> str | None:
+        """repo@sha256:... of a local image that came from (or went to) a registry; None for a local build."""
+        try:
+            image = self.client.images.get(ref)
+        except _errors().ImageNotFound:
+            return None
+        repo, _ = _split_reference(ref)
+        digests = image.attrs.get("RepoDigests") or []
+        return next((d for d in digests if d.split("@", 1)[0] == repo), digests[0] if digests else None)
+
+    def tag(self, ref: str, new: str) -> None:
+        repo, tag = _split_reference(new)
+        self.client.images.get(ref).tag(repo, tag=tag)
+
+    def push(self, ref: str, auth: dict[str, str] | None = None) -> str:
+        """Push repo:tag to its registry; returns repo@sha256:... as the registry stores it."""
+        repo, tag = _split_reference(ref)
+        digest = None
+        try:
+            for chunk in self.client.api.push(repo, tag=tag, auth_config=auth, stream=True, decode=True):
+                if "error" in chunk:
+                    raise _registry_error("push", ref, str(chunk["error"]))
+                aux = chunk.get("aux") or {}
+                if "Digest" in aux:
+                    digest = aux["Digest"]
+        except _errors().APIError as exc:
+            raise _registry_error("push", ref, str(exc.explanation or exc)) from None
+        return f"{repo}@{digest}" if digest else (self.digest_of(ref) or ref)
+
     def require_image(self, ref: str, what: str) -> None:
         """Make sure an image is present, pulling it when it is not."""
         if self.image_exists(ref):
@@ -267,7 +309,9 @@ class DockerEngine:
                resources: Resources | None = None,
                volumes: dict[str, dict[str, str]] | None = None, restart: bool | str = True,
                network_mode: str | None = None, ports: dict[str, int] | None = None,
-               fixed_address: bool = False) -> Container:
+               fixed_address: bool = False, stop_signal: str | None = None) -> Container:
+        """`stop_signal` is what `stop` sends first (the engine's StopSignal), SIGKILL following after its
+        timeout."""
         kwargs: dict[str, Any] = {}
         labels = dict(labels)
         if resources is not None:
@@ -287,7 +331,7 @@ class DockerEngine:
                     aliases=aliases or None, ipv4_address=address)}
         container = self.client.containers.create(
             image, command=command, name=name, environment=env, labels=labels, detach=True,
-            stop_signal="SIGTERM", volumes=volumes or {}, ports=ports or {},
+            stop_signal=stop_signal or "SIGTERM", volumes=volumes or {}, ports=ports or {},
             # unless-stopped: the engine brings it back after a crash or a daemon restart, but what headway
             # stopped (a retained release) stays stopped; "always" for what must run whatever happened
             restart_policy={"Name": restart if isinstance(restart, str) else "unless-stopped"} if restart else None,
@@ -367,12 +411,17 @@ class DockerEngine:
 
     def run_oneoff(self, *, name: str, image: str, command: list[str], env: dict[str, str],
                    labels: dict[str, str], network: str | None, timeout: float,
-                   on_line: LineSink | None = None, resources: Resources | None = None) -> OneOffResult:
-        """Run a command to completion in a fresh container, stream its output, then remove it."""
+                   on_line: LineSink | None = None, resources: Resources | None = None,
+                   volumes: dict[str, dict[str, str]] | None = None,
+                   prepare: Callable[[Container], None] | None = None) -> OneOffResult:
+        """Run a command to completion in a fresh container, stream its output, then remove it. `prepare` is
+        called with the container after it is created, before it starts."""
         container = self.create(name=name, image=image, command=command, env=env, labels=labels,
-                                network=network, resources=resources, restart=False)
+                                network=network, resources=resources, restart=False, volumes=volumes)
         tail: deque[str] = deque(maxlen=200)
         try:
+            if prepare is not None:
+                prepare(container)
             container.start()
             faults.point("oneoff:started")
             deadline = time.monotonic() + timeout
@@ -389,8 +438,75 @@ class DockerEngine:
         finally:
             self.remove(container)
 
+    def user_ids(self, container: Container) -> tuple[int, int] | None:
+        """uid and gid of the container's USER: numbers as given, names from the container's own /etc/passwd and
+        /etc/group (read from its filesystem, so it need not run); None when they cannot be found."""
+        container.reload()
+        user = str((container.attrs.get("Config") or {}).get("User") or "")
+        name, _, group = user.partition(":")
+        if not name:
+            return (0, 0)
+        passwd = self._read_text(container, "/etc/passwd") if not (name.isdigit() and group.isdigit()) else ""
+        uid = gid = None
+        for line in (passwd or "").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and (fields[0] == name or (name.isdigit() and fields[2] == name)):
+                uid, gid = int(fields[2]), int(fields[3]) if fields[3].isdigit() else None
+                break
+        if uid is None and name.isdigit():
+            uid = int(name)
+        if group:
+            gid = int(group) if group.isdigit() else None
+            if not group.isdigit():
+                for line in (self._read_text(container, "/etc/group") or "").splitlines():
+                    fields = line.split(":")
+                    if len(fields) >= 3 and fields[0] == group and fields[2].isdigit():
+                        gid = int(fields[2])
+        if uid is None:
+            return None
+        return (uid, gid if gid is not None else 0)
+
+    def _read_text(self, container: Container, path: str) -> str | None:
+        """A small text file of a container's filesystem (created or running), or None."""
+        import io
+        import tarfile
+
+        try:
+            stream, _ = container.get_archive(path)
+            data = b"".join(stream)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                fh = tar.extractfile(member) if member is not None else None
+                return fh.read(1 << 20).decode(errors="replace") if fh is not None else None
+        except (_errors().NotFound, _errors().APIError, tarfile.TarError):
+            return None
+
     def _pump(self, container: Container, tail: deque[str], on_line: LineSink | None) -> None:
         for line in self.logs(container, follow=True):
             tail.append(line)
             if on_line:
                 on_line(line)
+
+
+def _split_reference(ref: str) -> tuple[str, str | None]:
+    """repo and tag (or digest) of an image reference; the tag is None when the reference has neither."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    head, sep, tail = ref.rpartition(":")
+    if sep and "/" not in tail:
+        return head, tail
+    return ref, None
+
+
+def _registry_error(action: str, ref: str, message: str) -> HeadwayError:
+    low = message.lower()
+    if any(w in low for w in ("unauthorized", "authentication required", "denied", "401", "no basic auth")):
+        hint = "check the registry credentials (`registry:` in headway.yml and the secrets file)"
+    elif any(w in low for w in ("not found", "manifest unknown", "does not exist")):
+        hint = f"check that {ref} was pushed (e.g. by `headway build --push`), and the tag"
+    elif any(w in low for w in ("connection refused", "no such host", "timeout", "dial tcp")):
+        hint = "check the registry address and that it is reachable from this host"
+    else:
+        hint = "check the image reference and the registry"
+    return HeadwayError(f"could not {action} {ref}: {message.splitlines()[0][:300]}", hint)

@@ -31,10 +31,12 @@ from headway.errors import (
 )
 from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
-from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RouteTls
+from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RoutePath, RouteTls, peer_address
 from headway.release.plan import DeployPlan, plan_deploy, plan_from_data, plan_to_data, rollback_candidate
+from headway.release.images import RELEASE, make_images, plan_images
 from headway.release.quick import NOTE, QuickSwitch
 from headway.release.report import RecordingReporter, Reporter
+from headway.release.secret_files import SecretFiles
 from headway import faults
 from headway.state.journal import Journal
 from headway.release.hooks import DeployHooks, NoHooks
@@ -64,6 +66,9 @@ class Deployer:
         self.network = L.network_name(target.app, target.environment)
         self.journal = Journal(state.dir)
         self._tls: RouteTls | None = None  # set by the certificate step of a deploy
+        self.secret_files = SecretFiles(engine, target.app, target.environment)  # `as: file` secrets
+        # where image build contexts are read from: the app's directory, or a checkout of the ref being deployed
+        self.build_root = target.root
 
     # -- queries ----------------------------------------------------------------------------------------
     def containers(self, deploy: int | None = None, role: str | None = None,
@@ -94,17 +99,20 @@ class Deployer:
         return out
 
     # -- deploy -----------------------------------------------------------------------------------------
-    def deploy(self, version: str, *, wait: float | None = None) -> Outcome:
+    def deploy(self, version: str, *, wait: float | None = None, image_tag: str | None = None) -> Outcome:
+        """Deploy `version`: built here, or with `image_tag` pulled from the registry as CI pushed it."""
         with self.state.lock(f"deploy {version}", wait=self.t.deploy.lock_wait if wait is None else wait):
             started = time.monotonic()
             self._require_proxy()
             self.reconcile()
+            self.t.secrets.fetch()  # every `from:` command, before anything is recorded or changed
             history = self.state.history()
             current = self.state.current()
             present = self.present_deploys()
             number = self.state.allocate_number(present)
             plan = plan_deploy(self.t, number, version, current, history, present)
-            image = f"{self.t.image_repository}:{version}"
+            images = plan_images(self.t, version, image_tag)
+            image = images.for_user(RELEASE).reference
             record = ReleaseRecord(number=number, version=version, image=image, config_hash=self.t.config_hash(),
                                    color=plan.color, replicas=plan.replicas, replaced=current.live)
             op = self.journal.begin("deploy", {"number": number, "record": record.model_dump(mode="json"),
@@ -122,8 +130,10 @@ class Deployer:
                         from headway.proxy.certificates import ensure_certificate
 
                         self._tls = ensure_certificate(self.t, self.proxy, self.report)
-                with self.report.step(f"build image {image}"):
-                    self._build(image)
+                made = make_images(images, self.t, self.engine, self.build_root, self.report)
+                image = record.image = made[RELEASE]
+                record.images = {r: ref for r, ref in made.items() if r != RELEASE}
+                self.journal.step(op, "built", {"record": record.model_dump(mode="json")})
                 faults.point("deploy:built")
                 pre_release = self.hooks.backup_before_release(self.t, self.engine, self.state.root, self.report,
                                                                number) if self.t.config.databases else []
@@ -133,14 +143,14 @@ class Deployer:
                     raise self.hooks.with_restore_hint(exc, pre_release, self.t.environment) from None
                 faults.point("deploy:released")
                 if self._canary_applies(current):
-                    web_name = self.t.web_role.name if self.t.web_role else ""
-                    web_plan = replace(plan, start=[s for s in plan.start if s.role == web_name])
-                    rest_plan = replace(plan, start=[s for s in plan.start if s.role != web_name])
-                    new = self._start_new(web_plan, image)
+                    http = {r.name for r in self.t.http_roles}
+                    web_plan = replace(plan, start=[s for s in plan.start if s.role in http])
+                    rest_plan = replace(plan, start=[s for s in plan.start if s.role not in http])
+                    new = self._start_new(web_plan, record)
                     self._run_canary(plan, new, version, current)
-                    new += self._start_new(rest_plan, image)
+                    new += self._start_new(rest_plan, record)
                 else:
-                    new = self._start_new(plan, image)
+                    new = self._start_new(plan, record)
                 faults.point("deploy:gated")
                 self._switch(plan, new, version)
                 self.journal.step(op, "switched")
@@ -170,6 +180,7 @@ class Deployer:
         from headway.release.reconcile import Reconciler
 
         notes = Reconciler(self).run()
+        notes += self._reconcile_secret_files()
         for note in notes:
             self.report.info(note)
         return notes
@@ -255,12 +266,6 @@ class Deployer:
         if (self.t.domains or self.t.port) and not self.proxy.is_running():
             raise ProxyError("the headway proxy is not running on this host", "run `headway proxy boot` once")
 
-    def _build(self, image: str) -> None:
-        cfg = self.t.config.image
-        self.engine.build(context=(self.t.root / cfg.context).resolve(), dockerfile=cfg.dockerfile, tag=image,
-                          args=cfg.args, target=cfg.target,
-                          labels=L.owned("image", app=self.t.app), on_line=None)
-
     def _env_for(self, role: RoleSpec | None, version: str, number: int) -> dict[str, str]:
         return self.hooks.database_env(self.t, self.engine, self.state.root) | self.t.container_env(role, {
             "HEADWAY_APP": self.t.app, "HEADWAY_ENVIRONMENT": self.t.environment,
@@ -273,26 +278,32 @@ class Deployer:
             if not argv:
                 continue
             with self.report.step(f"{kind} command: {' '.join(argv)}"):
-                result = self.engine.run_oneoff(
-                    name=f"{self.t.app}-{self.t.environment}-{kind}-{number}", image=image, command=argv,
-                    env=self._env_for(None, version, number),
-                    labels=L.owned("oneoff", app=self.t.app, environment=self.t.environment, role=kind,
-                                   release=version, deploy=number),
-                    network=self.network, timeout=self.t.deploy.release_timeout, on_line=self.report.output)
+                name = f"{self.t.app}-{self.t.environment}-{kind}-{number}"
+                files = self.t.secret_files(self.t.role_secrets(None))
+                try:
+                    result = self.engine.run_oneoff(
+                        name=name, image=image, command=argv, env=self._env_for(None, version, number),
+                        labels=L.owned("oneoff", app=self.t.app, environment=self.t.environment, role=kind,
+                                       release=version, deploy=number),
+                        network=self.network, timeout=self.t.deploy.release_timeout, on_line=self.report.output,
+                        volumes=self.secret_files.mount(name) if files else None,
+                        prepare=self.secret_files.preparer(files))
+                finally:
+                    self.secret_files.remove(name)
                 if result.timed_out or result.exit_code != 0:  # inside the step: it shows as failed
                     why = "timed out" if result.timed_out else f"exited {result.exit_code}"
                     raise ReleaseCommandFailed(f"{kind} command `{' '.join(argv)}` {why}; nothing was switched",
                                                "fix the command or its migration; the old release keeps serving",
                                                details=result.output[-4000:])
 
-    def _start_new(self, plan: DeployPlan, image: str) -> list[Container]:
+    def _start_new(self, plan: DeployPlan, record: ReleaseRecord) -> list[Container]:
         new: list[Container] = []
         try:
             with self.report.step(f"start {len(plan.start)} new container(s)"):
                 for spec in plan.start:
                     role = self.t.roles[spec.role]
-                    new.append(self._create_app_container(spec.name, role, image, plan.version, plan.number,
-                                                          plan.color))
+                    new.append(self._create_app_container(spec.name, role, record.image_of(role.name),
+                                                          plan.version, plan.number, plan.color))
                 for c in new:
                     self.engine.start(c)
             faults.point("deploy:started")
@@ -305,11 +316,35 @@ class Deployer:
 
     def _create_app_container(self, name: str, role: RoleSpec, image: str, version: str, number: int,
                               color: str) -> Container:
-        return self.engine.create(
+        files = self.t.secret_files(self.t.role_secrets(role))
+        container = self.engine.create(
             name=name, image=image, command=role.argv, env=self._env_for(role, version, number),
             labels=L.owned("app", app=self.t.app, environment=self.t.environment, role=role.name,
-                           release=version, deploy=number, color=color, config_hash=self.t.config_hash()),
-            network=self.network, resources=role.resources, fixed_address=role.port is not None)
+                           release=version, deploy=number, color=color, config_hash=self.t.config_hash())
+            | (SecretFiles.label(list(files)) if files else {}),
+            network=self.network, resources=role.resources, fixed_address=role.port is not None,
+            stop_signal=role.stop_signal, volumes=self.secret_files.mount(name) if files else None)
+        if files:
+            self._write_secret_files(container, files)
+        return container
+
+    def _write_secret_files(self, container: Container, files: dict[str, str]) -> None:
+        try:
+            self.secret_files.write(container, files)
+        except BaseException:
+            self.engine.remove(container)
+            self.secret_files.remove(container.name or "")
+            raise
+
+    def _reconcile_secret_files(self) -> list[str]:
+        """Folders of removed containers go; files missing after a host reboot are written again."""
+        self.secret_files.sweep()
+
+        def values(names: list[str]) -> dict[str, str]:
+            known = [n for n in names if self.t.secrets.has(n)]
+            self.t.secrets.fetch(known)
+            return {n: self.t.secrets[n] for n in known}
+        return self.secret_files.restore(values)
 
     def _gate(self, containers: list[Container]) -> None:
         targets = []
@@ -336,33 +371,36 @@ class Deployer:
     def _discard(self, containers: list[Container]) -> None:
         for c in containers:
             self.engine.remove(c)
+            self.secret_files.remove(c.name or "")
 
     def routed_peers(self) -> set[str]:
-        """Every ip:port the proxy sends this environment's requests to now (stable and canary)."""
+        """Every ip:port the proxy sends this environment's requests to now (stable and canary, every role)."""
         served = self.proxy.served()
         route = served.routes.get(self.route_key) if served else None
         if route is None:
             return set()
-        return set(route.peers) | set(route.canary_peers)
+        return {peer_address(p) for p in list(route.peers) + list(route.canary_peers)}
 
     def peer_of(self, container: Container) -> str | None:
-        role = self.t.web_role
-        if role is None or container.labels.get(L.ROLE) != role.name:
+        """ip:port the proxy would route to for this container (None: not an HTTP role)."""
+        role = self.t.roles.get(container.labels.get(L.ROLE, ""))
+        if role is None or role.port is None:
             return None
         ip = self.engine.ip_address(container, self.network)
         return f"{ip}:{role.port}" if ip else None
 
     def _web_only(self, containers: list[Container]) -> list[Container]:
-        web = self.t.web_role.name if self.t.web_role else None
-        return [c for c in containers if web is not None and c.labels.get(L.ROLE) == web]
+        """The containers of the roles that serve HTTP through the proxy."""
+        http = {r.name for r in self.t.http_roles}
+        return [c for c in containers if c.labels.get(L.ROLE) in http]
 
-    def _upstreams(self, web: list[Container]) -> list[str]:
-        role = self.t.web_role
+    def _upstreams(self, containers: list[Container]) -> list[str]:
+        """The proxy's peers for these containers: role@ip:port of each one that serves HTTP."""
         out = []
-        for c in web:
-            ip = self.engine.ip_address(c, self.network)
-            if ip and role is not None:
-                out.append(f"{ip}:{role.port}")
+        for c in self._web_only(containers):
+            address = self.peer_of(c)
+            if address:
+                out.append(f"{c.labels[L.ROLE]}@{address}")
         return out
 
     def _route_for(self, web: list[Container], version: str, number: int) -> Route | None:
@@ -375,6 +413,8 @@ class Deployer:
                                                {s: self.t.root / p for s, p in edge.error_pages.items()})
         return Route(app=self.t.app, environment=self.t.environment, release=version, deploy=number,
                      domains=self.t.domains, port=self.t.port, upstreams=self._upstreams(web),
+                     paths=[RoutePath(role=r.name, path=r.path, strip_prefix=r.strip_prefix)
+                            for r in self.t.http_roles],
                      edge=RouteEdge(client_max_body_size=edge.client_max_body_size,
                                     read_timeout=max(1, int(edge.read_timeout)),
                                     connect_timeout=max(1, int(edge.connect_timeout)), gzip=edge.gzip,
@@ -386,14 +426,12 @@ class Deployer:
     def _maintenance_rules(self, live: Route | None) -> RouteMaintenance:
         """Health checks keep reaching the app in maintenance: their path is part of the config from the first
         deploy, so turning maintenance on later changes routing only."""
-        web = self.t.web_role
-        exempt = [web.health.path] if web is not None and isinstance(web.health, HttpHealth) else []
+        exempt = self.t.public_health_paths
         rules = live.maintenance_rules if live and live.maintenance_rules else RouteMaintenance(message="")
         return rules.model_copy(update={"exempt_paths": exempt})
 
     def _switch(self, plan: DeployPlan, new: list[Container], version: str) -> None:
-        web_role = self.t.web_role
-        web = [c for c in new if web_role is not None and c.labels[L.ROLE] == web_role.name]
+        web = self._web_only(new)
         route = self._route_for(web, version, plan.number)
         if route is None:
             return
@@ -433,8 +471,7 @@ class Deployer:
             routed = self.routed_peers()
             for number in plan.retire:
                 for c in self.containers(deploy=number, include_stopped=False):
-                    if number == plan.standby and c.labels.get(L.ROLE) == (self.t.web_role.name if
-                                                                           self.t.web_role else None):
+                    if number == plan.standby and self.peer_of(c) is not None:
                         continue  # the warm standby keeps its web containers running
                     if self.peer_of(c) in routed:
                         continue  # never stop what the proxy routes to
@@ -443,15 +480,19 @@ class Deployer:
                     faults.point("retire:stopped")
         if plan.prune:
             with self.report.step(f"prune releases {', '.join(map(str, plan.prune))}"):
-                kept_images = {c.labels.get(L.RELEASE) for c in self.containers()
-                               if int(c.labels.get(L.DEPLOY, 0)) not in plan.prune}
+                kept = {ref for rec in self.state.history() if rec.number not in plan.prune
+                        and rec.action == "deploy" for ref in [rec.image, *rec.images.values()]}
+                kept |= {str(c.attrs.get("Config", {}).get("Image", "")) for c in self.containers()
+                         if int(c.labels.get(L.DEPLOY, 0)) not in plan.prune}
                 for number in plan.prune:
-                    versions = set()
+                    refs = {ref for rec in self.state.history() if rec.number == number and rec.action == "deploy"
+                            for ref in [rec.image, *rec.images.values()]}
                     for c in self.containers(deploy=number):
-                        versions.add(c.labels.get(L.RELEASE))
+                        refs.add(str(c.attrs.get("Config", {}).get("Image", "")))
                         self.engine.remove(c)
-                    for version in versions - kept_images - {None}:
-                        self.engine.remove_image(f"{self.t.image_repository}:{version}")
+                        self.secret_files.remove(c.name or "")
+                    for ref in refs - kept - {""}:
+                        self.engine.remove_image(ref)
 
     def _supersede(self, previous: int | None) -> None:
         if previous is None:
@@ -480,10 +521,15 @@ class Deployer:
                 self.engine.ensure_volume(vname, L.owned("volume", app=self.t.app,
                                                          environment=self.t.environment, role=acc.name))
                 volumes[vname] = {"bind": path, "mode": "rw"}
+            files = self.t.secret_files(acc.secret_names)
             container = self.engine.create(
                 name=name, image=acc.image, command=acc.argv, env=self.t.accessory_env(acc),
-                labels=L.owned("accessory", app=self.t.app, environment=self.t.environment, role=acc.name),
-                network=self.network, aliases=[acc.name], resources=acc.resources, volumes=volumes)
+                labels=L.owned("accessory", app=self.t.app, environment=self.t.environment, role=acc.name)
+                | (SecretFiles.label(list(files)) if files else {}),
+                network=self.network, aliases=[acc.name], resources=acc.resources,
+                volumes={**volumes, **(self.secret_files.mount(name) if files else {})})
+            if files:
+                self._write_secret_files(container, files)
             self.engine.start(container)
             pending.append((container, acc))
         targets = [HealthTarget(container=c, role=a.name, health=a.health, port=None, network=self.network)
@@ -523,8 +569,7 @@ class Deployer:
                                "from that commit")
             target_rec = self.state.find(number)
             containers = self.containers(deploy=number)
-            web_role = self.t.web_role
-            web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
+            web = self._web_only(containers)
             others = [c for c in containers if c not in web]
             record = ReleaseRecord(number=self.state.allocate_number(), action="rollback", outcome="done",
                                    version=target_rec.version, image=target_rec.image,
@@ -612,8 +657,8 @@ class Deployer:
     def _write_standby_note(self, plan: DeployPlan) -> None:
         """What a rollback to the warm standby will do, for release/quick.py; removed when there is none."""
         path = self.state.dir / NOTE
-        web_role = self.t.web_role
-        if plan.standby is None or web_role is None or not isinstance(web_role.health, HttpHealth) or \
+        http = self.t.http_roles
+        if plan.standby is None or not http or not all(isinstance(r.health, HttpHealth) for r in http) or \
                 not (self.t.domains or self.t.port):
             path.unlink(missing_ok=True)
             return
@@ -633,12 +678,14 @@ class Deployer:
                           replicas=replicas, retire=[plan.number],
                           standby=plan.number if self.t.deploy.warm_standby else None)
         current = self.state.current()
-        health = web_role.health
+        checks = {}
+        for role in http:
+            health = role.health
+            assert isinstance(health, HttpHealth)
+            checks[role.name] = {"path": health.path, "status": health.status, "timeout": health.timeout,
+                                 "host": health.host or (self.t.domains[0] if self.t.domains else None)}
         note = {"live": plan.number, "standby": plan.standby, "release": target.version,
-                "route_key": self.route_key, "peers": self._upstreams(web),
-                "health": {"path": health.path, "host": health.host or (self.t.domains[0] if self.t.domains
-                                                                       else None),
-                           "status": health.status, "timeout": health.timeout},
+                "route_key": self.route_key, "peers": self._upstreams(web), "health": checks,
                 "plan": {"number": plan.standby, "record": record.model_dump(mode="json"),
                          "plan": plan_to_data(back), "previous": current.model_dump(mode="json"),
                          "running_before": [c.name for c in all_standby if c.status == "running"]}}
@@ -683,7 +730,7 @@ class Deployer:
             by_role: dict[str, list[Container]] = defaultdict(list)
             for c in self.containers(deploy=live, include_stopped=False):
                 by_role[c.labels[L.ROLE]].append(c)
-            web_role = self.t.web_role.name if self.t.web_role else None
+            http_roles = {r.name for r in self.t.http_roles}
             stale = [c for c in self.containers(deploy=live) if c.status != "running"]
             create: list[tuple[str, str]] = []
             removed: list[Container] = []
@@ -709,8 +756,8 @@ class Deployer:
                         if c.name in {n for _, n in create}:
                             self.engine.remove(c)
                     for role, name in create:
-                        c = self._create_app_container(name, self.t.roles[role], rec.image, rec.version, live,
-                                                       rec.color)
+                        c = self._create_app_container(name, self.t.roles[role], rec.image_of(role), rec.version,
+                                                       live, rec.color)
                         self.engine.start(c)
                         added.append(c)
                 faults.point("scale:started")
@@ -718,8 +765,8 @@ class Deployer:
                     self._gate(added)
                 keep = [c for c in self.containers(deploy=live, include_stopped=False)
                         if c.id not in {r.id for r in removed}]
-                if web_role and any(c.labels[L.ROLE] == web_role for c in added + removed):
-                    web = [c for c in keep if c.labels[L.ROLE] == web_role]
+                if any(c.labels[L.ROLE] in http_roles for c in added + removed):
+                    web = self._web_only(keep)
                     route = self._route_for(web, rec.version, live)
                     if route is not None:
                         with self.report.step("update proxy"):
@@ -753,6 +800,7 @@ class Deployer:
             role = self.t.roles.get(c.labels.get(L.ROLE, ""))
             self.engine.stop(c, role.stop_timeout if role else 10)
             self.engine.remove(c)
+            self.secret_files.remove(c.name or "")
 
     def _require_live(self) -> Current:
         current = self.state.current()
@@ -819,8 +867,7 @@ class Deployer:
                 faults.point("start:started")
                 with self.report.step("health gate"):
                     self._gate(containers)
-                web_role = self.t.web_role
-                web = [c for c in containers if web_role is not None and c.labels.get(L.ROLE) == web_role.name]
+                web = self._web_only(containers)
                 route = self._route_for(web, rec.version, current.live)
                 if route is not None:
                     with self.report.step("switch traffic"):
@@ -855,6 +902,7 @@ class Deployer:
                     self.engine.stop(c, 10)
                     self.engine.remove(c)
                 self.engine.remove_network(self.network)
+                self.secret_files.remove_all()
             shutil.rmtree(self.proxy.dir / "certs" / f"{self.t.app}--{self.t.environment}", ignore_errors=True)
             if volumes:
                 with self.report.step("remove volumes"):
