@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,8 @@ from headway.proxy.nginx import Proxy
 from headway.proxy.routes import Route
 from headway.release.deployer import Deployer, Outcome
 from headway.release.report import Reporter
-from headway.release.version import release_version
+from headway.release.source import Source, prepared_source
+from headway.release.version import check_version
 from headway.state.store import AppState, state_root
 
 if TYPE_CHECKING:
@@ -55,8 +57,46 @@ class Headway:
     def proxy_only(state_dir: str | Path | None = None) -> Proxy:
         return Proxy(DockerEngine(), Path(state_dir) if state_dir else state_root())
 
-    def deploy(self, version: str | None = None, wait: float | None = None) -> Outcome:
-        return self.deployer.deploy(release_version(self.target.root, version), wait=wait)
+    def deploy(self, version: str | None = None, wait: float | None = None, image_tag: str | None = None, *,
+               ref: str | None = None, dirty: bool = False, force: bool = False) -> Outcome:
+        """Deploy a release built from the committed HEAD (or `ref`, or the working tree when `dirty`), or the
+        images CI pushed as `image_tag`. See headway.release.source for the checks."""
+        if image_tag is not None:
+            if ref is not None or dirty:
+                raise ConfigError("--image-tag deploys images built elsewhere; --ref and --dirty choose what is "
+                                  "built here", "drop --image-tag, or drop --ref/--dirty")
+            check_version(image_tag)  # a tag is a version: the same rules
+            return self.deployer.deploy(check_version(version) if version else image_tag, wait=wait,
+                                        image_tag=image_tag)
+        with self.source(ref=ref, dirty=dirty, force=force, version=version) as src:
+            return self.deployer.deploy(src.version, wait=wait)
+
+    @contextmanager
+    def source(self, *, ref: str | None = None, dirty: bool = False, force: bool = False,
+               version: str | None = None) -> Iterator[Source]:
+        """What a build reads, checked and exported (headway.release.source); the deployer builds from it until
+        the block ends, then the exported tree is removed."""
+        with prepared_source(self.target, ref=ref, dirty=dirty, force=force, version=version) as src:
+            for note in src.notes:
+                self.deployer.report.info(note)
+            previous, self.deployer.build_root = self.deployer.build_root, src.root
+            try:
+                yield src
+            finally:
+                self.deployer.build_root = previous
+
+    def build(self, version: str | None = None, push: bool = False, *, ref: str | None = None, dirty: bool = False,
+              force: bool = False) -> dict[str, Any]:
+        """Build every image of a release (and push it); {"version", "images": reference -> digest or ""}."""
+        from headway.release.images import make_images, plan_images, push_images
+
+        with self.source(ref=ref, dirty=dirty, force=force, version=version) as src:
+            version = src.version
+            plan = plan_images(self.target, version)
+            make_images(plan, self.target, self.engine, self.deployer.build_root, self.deployer.report)
+        pushed = push_images(plan, self.target, self.engine, self.deployer.report) if push else {}
+        return {"version": version, "images": {j.reference: pushed.get(j.reference, "") for j in plan.jobs
+                                               if j.build is not None}}
 
     def rollback(self, release: str | None = None, wait: float | None = None, *, with_data: bool = False,
                  identities: list[Any] | None = None, confirmed: bool = False, quick: QuickSwitch | None = None
@@ -143,7 +183,16 @@ class Headway:
                 "urls": self.deployer.urls(), "lock": lock.model_dump() if lock else None,
                 "maintenance": route.maintenance.model_dump() if route and route.maintenance else None,
                 "canary": route.canary.model_dump() if route and route.canary else None,
-                "tls": route.tls.model_dump() if route and route.tls else None}
+                "tls": route.tls.model_dump() if route and route.tls else None,
+                "databases": self._database_rows(found)}
+
+    def _database_rows(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The environment's databases for `status`: from the container summaries already read and the catalog."""
+        if not self.target.config.databases:
+            return []
+        from headway.data.status import database_rows
+
+        return database_rows(self.target, self.state.root, found)
 
     def recover(self, wait: float | None = None) -> list[str]:
         """Finish or undo what an interrupted command left (every other command does this first, too)."""
@@ -153,14 +202,18 @@ class Headway:
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, *, role: str | None = None, follow: bool = False, since: str | None = None,
              tail: int = 100) -> Iterator[str]:
-        if role is not None and role not in self.target.roles and role not in self.target.accessories:
-            raise ConfigError(f"no role or accessory {role!r}",
-                              f"choose one of: {', '.join([*self.target.roles, *self.target.accessories])}")
+        if role is not None and role not in self.target.roles and role not in self.target.accessories \
+                and role not in self.target.config.databases:
+            names = [*self.target.roles, *self.target.accessories, *self.target.config.databases]
+            raise ConfigError(f"no role, accessory or database {role!r}", f"choose one of: {', '.join(names)}")
         try:
             since_ts = time.time() - parse_duration(since) if since else None
         except ValueError:
             raise ConfigError(f"--since {since!r} is not a duration", "use e.g. --since 30s, 10m, 2h or 1h30m") \
                 from None
+        if role is not None and role in self.target.config.databases and role not in self.target.roles:
+            yield from self._database_logs(role, follow=follow, since=since_ts, tail=tail)
+            return
         current = self.state.current()
         if role in self.target.accessories:
             containers = [c for c in self.deployer.accessories() if c.labels.get(L.ROLE) == role]
@@ -191,6 +244,15 @@ class Headway:
             else:
                 yield item
 
+    def _database_logs(self, name: str, *, follow: bool, since: float | None, tail: int) -> Iterator[str]:
+        """The server log of a managed database (headway.data.databases)."""
+        from headway.data.databases import Databases
+
+        dbs = Databases(self.target, self.engine, self.state.root)
+        spec = dbs.spec(name)
+        for line in dbs.logs(spec, follow=follow, tail=tail, since=since):
+            yield f"{spec.container_name} | {line}"
+
     # -- exec ------------------------------------------------------------------------------------------
     def exec(self, role: str, command: list[str], *, interactive: bool = False) -> int:
         if role not in self.target.roles:
@@ -204,12 +266,23 @@ class Headway:
         name = f"{self.target.app}-{self.target.environment}-exec-{os.getpid()}"
         labels = L.owned("oneoff", app=self.target.app, environment=self.target.environment, role=role,
                          release=rec.version, deploy=current.live)
-        if interactive:
-            return _docker_run_tty(name, rec.image, command, env, labels, self.deployer.network)
-        result = self.engine.run_oneoff(name=name, image=rec.image, command=command, env=env, labels=labels,
-                                        network=self.deployer.network, timeout=24 * 3600,
-                                        on_line=lambda ln: print(ln, flush=True))
-        return result.exit_code
+        files = self.target.secret_files(self.target.role_secrets(self.target.roles[role]))
+        secret_files = self.deployer.secret_files
+        mount = secret_files.mount(name) if files else None
+        try:
+            if interactive:
+                if files:  # `docker run` creates and starts at once: readable by any user of the container
+                    secret_files.write_folder(name, files, None)
+                return _docker_run_tty(name, rec.image_of(role), command, env, labels, self.deployer.network,
+                                       mount)
+            result = self.engine.run_oneoff(name=name, image=rec.image_of(role), command=command, env=env,
+                                            labels=labels, network=self.deployer.network, timeout=24 * 3600,
+                                            on_line=lambda ln: print(ln, flush=True), volumes=mount,
+                                            prepare=secret_files.preparer(files))
+            return result.exit_code
+        finally:
+            if files:
+                secret_files.remove(name)
 
 
 class _DataHooksOnUse:
@@ -222,15 +295,19 @@ class _DataHooksOnUse:
 
 
 def _docker_run_tty(name: str, image: str, command: list[str], env: dict[str, str], labels: dict[str, str],
-                    network: str) -> int:
-    """An interactive console needs a real TTY; the docker CLI provides one. Env goes via a 0600 file."""
+                    network: str, volumes: dict[str, dict[str, str]] | None = None) -> int:
+    """An interactive console needs a real TTY; the docker CLI provides one. Env goes via a 0600 file (on a
+    tmpfs where there is one: secret values never reach a disk)."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise HeadwayError(f"bad container name {name!r}", "report this")
-    with tempfile.NamedTemporaryFile("w", prefix="headway-env-", delete=True) as fh:
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.NamedTemporaryFile("w", prefix="headway-env-", delete=True, dir=memory) as fh:
         os.chmod(fh.name, 0o600)
         fh.write("".join(f"{k}={v}\n" for k, v in env.items() if "\n" not in v))
         fh.flush()
         argv = ["docker", "run", "--rm", "-it", "--name", name, "--network", network, "--env-file", fh.name]
+        for source, bind in (volumes or {}).items():
+            argv += ["-v", f"{source}:{bind['bind']}:{bind.get('mode', 'ro')}"]
         for k, v in labels.items():
             argv += ["--label", f"{k}={v}"]
         return subprocess.call([*argv, image, *command])

@@ -1,28 +1,42 @@
-"""Release versions: the git commit of the app (marked -dirty when the tree has changes), or one given."""
+"""Release versions: the short commit built (marked -dirty for a working tree with changes), a timestamp outside
+git, or one given with --version. Which commit and tree are built is decided in `headway.release.source`."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
 from headway.errors import ConfigError
 
 _VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SHORT_SHA = 12  # characters of the commit id in a version
+
+
+def check_version(explicit: str) -> str:
+    """`explicit` if it can be an image tag, else a ConfigError naming the fix."""
+    if not _VALID.match(explicit):
+        raise ConfigError(f"version {explicit!r} is not a valid image tag",
+                          "use letters, digits, '.', '_' and '-' (at most 128)")
+    return explicit
+
+
+def commit_version(sha: str, *, dirty: bool = False) -> str:
+    """The version of a build of commit `sha`: its first 12 hex digits, `-dirty` when the working tree differs."""
+    short = sha[:SHORT_SHA]
+    return f"{short}-dirty" if dirty else short
+
+
+def timestamp_version() -> str:
+    """The version of a build outside git: the UTC time, e.g. t20260101-120000."""
+    return time.strftime("t%Y%m%d-%H%M%S", time.gmtime())
+
 
 
 def release_version(root: Path, explicit: str | None = None) -> str:
+    """The version of a build of `root`'s committed HEAD (a timestamp outside git), or `explicit`, checked."""
     if explicit is not None:
-        if not _VALID.match(explicit):
-            raise ConfigError(f"version {explicit!r} is not a valid image tag",
-                              "use letters, digits, '.', '_' and '-' (at most 128)")
-        return explicit
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return time.strftime("t%Y%m%d-%H%M%S", time.gmtime())  # not a git checkout: a timestamp
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", "."], cwd=root,
-                           capture_output=True, text=True).stdout.strip()
-    return f"{sha}-dirty" if dirty else sha
+        return check_version(explicit)
+    from headway.release.source import plan_source
+
+    return plan_source(root, []).version
