@@ -1,0 +1,1 @@
+"""tracker: the Incident Tracker's API (FastAPI + PostgreSQL), deployed with headway."""
