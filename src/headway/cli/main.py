@@ -28,14 +28,26 @@ def _proxy_only(state_dir: str | None) -> Proxy:
 
 
 class Context:
-    def __init__(self, config: str | None, state_dir: str | None) -> None:
+    def __init__(self, config: str | None, state_dir: str | None, ssh_key: str | None = None,
+                 accept_host_key: bool = False) -> None:
         self.config = config
         self.state_dir = state_dir
+        self.ssh_key = ssh_key
+        self.accept_host_key = accept_host_key
 
     def headway(self, environment: str, reporter: ConsoleReporter | None = None) -> Headway:
         from headway.service import Headway
 
+        self.forward_if_remote(environment)
         return Headway.open(environment, config=self.config, state_dir=self.state_dir, reporter=reporter)
+
+    def forward_if_remote(self, environment: str) -> None:
+        """An environment on a server: the command runs there (over SSH), and this process exits with its status."""
+        from headway.remote.forward import forward, remote_host
+
+        if remote_host(self.config, environment) is not None:
+            sys.exit(forward(environment, config=self.config, ssh_key=self.ssh_key,
+                             accept_host_key=self.accept_host_key))
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -69,10 +81,21 @@ class LazyGroup(click.Group):
               help="Path to headway.yml (default: ./headway.yml or the nearest parent's).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="HEADWAY_STATE_DIR",
               help="Where the host keeps release history, locks and proxy config (default /var/lib/headway).")
+@click.option("--ssh-key", type=click.Path(dir_okay=False), default=None, envvar="HEADWAY_SSH_KEY",
+              help="SSH key for environments on a server (default: the SSH agent and ~/.ssh keys).")
+@click.option("--accept-host-key", is_flag=True, envvar="HEADWAY_ACCEPT_HOST_KEY",
+              help="Trust a server's host key the first time (it is saved to known_hosts).")
+@click.option("--host", default=None, metavar="USER@HOST[:PORT]",
+              help="Run the command on this server over SSH (e.g. `--host deploy@vps proxy boot`).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, state_dir: str | None) -> None:
+def cli(ctx: click.Context, config: str | None, state_dir: str | None, ssh_key: str | None,
+        accept_host_key: bool, host: str | None) -> None:
     """Zero-downtime deploys, instant rollback, production and staging on your own Docker hosts."""
-    ctx.obj = Context(config, state_dir)
+    ctx.obj = Context(config, state_dir, ssh_key, accept_host_key)
+    if host is not None and os.environ.get("HEADWAY_ON_SERVER") != "1" and ctx.invoked_subcommand != "server":
+        from headway.remote.forward import forward_to_host
+
+        sys.exit(forward_to_host(host, ssh_key=ssh_key, accept_host_key=accept_host_key))
 
 
 # -- init ---------------------------------------------------------------------------------------------
@@ -170,6 +193,7 @@ def build(obj: Context, environment: str, version: str | None, push: bool, ref: 
 def rollback(obj: Context, environment: str, release: str | None, wait: float | None, with_data: bool,
              identity: str | None, yes: bool, as_json: bool) -> None:
     """Put a previous release back in service (default: the one before the live one)."""
+    obj.forward_if_remote(environment)
     quick = None
     if release is None and not with_data:  # to the warm standby before the library even loads, if it can
         from headway.release.quick import try_switch
@@ -478,6 +502,18 @@ def _tail_file(path: Path, n: int, follow: bool) -> Any:
                 time.sleep(0.2)  # tail -f
 
 
+
+
+@cli.command("remote-run", hidden=True,
+             context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--expect-version", required=True)
+@click.option("--fetched", default="")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def remote_run(expect_version: str, fetched: str, args: tuple[str, ...]) -> None:
+    """The server side of a command for an environment on this server: its files on stdin (a tar stream)."""
+    from headway.remote.forward import run_bundle
+
+    run_bundle(sys.stdin.buffer, list(args), expect_version=expect_version, fetched=fetched)
 
 
 def main() -> None:

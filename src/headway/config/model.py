@@ -101,6 +101,7 @@ class Registry(Strict):
         return self
 
 
+_SSH_HOST = re.compile(r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$")
 _REF_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SIGNALS = {"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL"}
 
@@ -363,11 +364,22 @@ class Environment(Strict):
 
     @field_validator("hosts")
     @classmethod
-    def _local_only(cls, v: list[str]) -> list[str]:
+    def _hosts(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("name the host: `local` (this machine) or user@host[:port] (over SSH)")
+        if len(v) > 1:
+            raise ValueError("one host per environment (several hosts: a Docker Swarm); e.g. hosts: "
+                             "[deploy@203.0.113.7]")
         for host in v:
-            if host not in ("local", "localhost"):
-                raise ValueError(f"host {host!r}: this version deploys to the local Docker engine; use `local`")
+            if host not in ("local", "localhost") and not _SSH_HOST.match(host):
+                raise ValueError(f"host {host!r}: write `local` or user@host[:port], e.g. deploy@203.0.113.7")
         return v
+
+    @property
+    def remote_host(self) -> str | None:
+        """user@host[:port] when the environment runs on a server reached over SSH."""
+        host = self.hosts[0]
+        return None if host in ("local", "localhost") else host
 
     @field_validator("domains")
     @classmethod

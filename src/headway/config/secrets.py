@@ -61,6 +61,9 @@ def secret_specs(config: AppConfig, environment: str) -> dict[str, SecretSpec]:
     return out
 
 
+FETCHED_ENV = "HEADWAY_FETCHED_SECRETS"  # names whose `from` command already ran where headway was invoked
+
+
 class SecretValues(dict[str, str]):
     """Secret values by name; the repr never shows a value. Secrets with a `from` command get their value when it
     is first needed (`fetch`), never when headway.yml is read: `status` or `logs` run no command."""
@@ -69,10 +72,12 @@ class SecretValues(dict[str, str]):
                  cwd: Path | None = None) -> None:
         self.specs: dict[str, SecretSpec] = dict(specs or {})
         self.commands = {n for n, s in self.specs.items() if s.from_}
-        # a secret with `from` takes its value from the command, never from a line of the file
-        super().__init__({k: v for k, v in (values or {}).items() if k not in self.commands})
+        # a secret with `from` takes its value from the command, never from a line of the file -- except on a
+        # server running a command for the machine that deploys, which ran the commands and sent their values
+        given = set(filter(None, os.environ.get(FETCHED_ENV, "").split(",")))
+        super().__init__({k: v for k, v in (values or {}).items() if k not in self.commands or k in given})
         self.cwd = cwd or Path.cwd()
-        self.fetched: set[str] = set()
+        self.fetched: set[str] = given & set(self)
 
     def __repr__(self) -> str:
         return f"Secrets({', '.join(sorted(self.available()))})"

@@ -207,6 +207,9 @@ def plan_source(app_root: Path, builds: Sequence[ImageBuild], *, environment: st
 
 def _plan_outside_git(root: Path, environment: str, branch: str | None, ref: str | None, force: bool,
                       explicit: str | None) -> SourcePlan:
+    if os.environ.get("HEADWAY_SOURCE") == "bundle":
+        # a server building what was sent to it: the ref and the branch were checked where it was exported
+        return SourcePlan(version=explicit or timestamp_version())
     if ref is not None:
         if shutil.which("git") is None:
             raise ConfigError("--ref needs git, which is not installed here", "install git, or drop --ref")

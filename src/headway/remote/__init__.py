@@ -1,0 +1,1 @@
+"""Servers reached over SSH: running headway's commands on them, bootstrapping them."""
