@@ -33,7 +33,7 @@ import pyrage
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from headway.data import exec_stream  # noqa: E402
+from headway.engine import exec_stream  # noqa: E402
 from headway.data.pipeline import ZSTD_LEVEL  # noqa: E402
 from headway.engine import labels as L  # noqa: E402
 from headway.service import Headway  # noqa: E402
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                                "output_bytes": rec.size, "dump_bytes": rec.raw_size, "backup_id": rec.id},
             "raw_pg_restore": {"seconds": round(t_raw_restore, 2), "mb_per_s": mbps(t_raw_restore)},
             "headway_restore": {"seconds": round(t_hw_restore, 2), "mb_per_s": mbps(t_hw_restore)},
-            "headway_db_restore_full": {"seconds": round(t_full, 2), "app_stopped_s": full_result.app_stopped_s},
+            "headway_db_restore_full": {"seconds": round(t_full, 2), "held_s": full_result.held_s},
         }
         report["ratios"] = {"backup": round(t_raw_dump / t_hw_dump, 2),
                             "restore": round(t_raw_restore / t_hw_restore, 2)}
@@ -256,7 +256,7 @@ def write_doc(report: dict[str, Any]) -> None:
         row("headway restore into a new database", "headway_restore",
             "file → sha256 + age + zstd → pg_restore, one pass; kept only if the checksum matched"),
         f"| `headway db restore` (whole) | {r['headway_db_restore_full']['seconds']:.1f} | — | — | safety backup + "
-        f"restore beside + swap; app stopped {r['headway_db_restore_full']['app_stopped_s']:.1f} s |",
+        f"restore beside + swap; requests held {r['headway_db_restore_full']['held_s']:.2f} s |",
         "",
         "### Targets",
         "",

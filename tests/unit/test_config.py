@@ -66,9 +66,11 @@ def test_errors_name_line_key_and_expectation(text: str, expected: str) -> None:
     assert "fix:" in message
 
 
-def test_remote_hosts_are_refused_clearly() -> None:
-    message = problems(BASE.replace("    port: 8081\n", "    port: 8081\n    hosts: [web1.example.com]\n"))
-    assert "local Docker engine" in message
+def test_hosts_that_are_not_addresses_are_refused_clearly() -> None:
+    message = problems(BASE.replace("    port: 8081\n", "    port: 8081\n    hosts: ['web 1']\n"))
+    assert "user@host[:port]" in message
+    message = problems(BASE.replace("    port: 8081\n", "    port: 8081\n    hosts: [a@web1, a@web2]\n"))
+    assert "one host per environment" in message
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("500ms", 0.5), ("2s", 2), ("1m30s", 90), (3, 3), ("1.5", 1.5)])

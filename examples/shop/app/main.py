@@ -64,10 +64,13 @@ async def health(request: Request) -> JSONResponse:
 
 async def _check_db(pool: AsyncConnectionPool) -> str:
     try:
+        # first replace idle connections the server closed (a restart, a restore's swap): pool.check() does it at
+        # once, where a request that finds one waits out the pool's reconnection backoff (a second or more)
+        await asyncio.wait_for(pool.check(), READY_TIMEOUT)
         async with pool.connection(timeout=READY_TIMEOUT) as conn:
             await conn.execute("SELECT 1")
         return "ok"
-    except (psycopg.Error, PoolTimeout, OSError) as exc:  # reported, never raised
+    except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:  # reported, never raised
         return f"error: {type(exc).__name__}: {exc}".strip()[:200]
 
 

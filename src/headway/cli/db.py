@@ -156,17 +156,19 @@ def db_shell(obj: Any, environment: str, name: str | None) -> None:
 @json_option
 @click.pass_obj
 def db_backup(obj: Any, environment: str, name: str | None, wait: float, as_json: bool) -> None:
-    """Dump with the engine's own tool, compress, checksum (encrypt), store; then apply retention."""
+    """Dump with the engine's own tool, compress, checksum (encrypt), store; then apply retention. Without NAME:
+    every database of the environment, one after the other."""
     svc = _hw(obj, environment).databases()
-    rec = svc.backup(name, wait=wait)
+    records = [svc.backup(name, wait=wait)] if name is not None else svc.backup_all(wait=wait)
     if as_json:
-        print_json(rec.model_dump())
+        print_json(records[0].model_dump() if len(records) == 1 else [r.model_dump() for r in records])
         return
-    err_console.print(f"[green]backed up[/green] {rec.database} as {rec.id}: {_size(rec.raw_size)} → "
-                      f"{_size(rec.size)} in {rec.duration_s:.1f}s, sha256 {rec.sha256[:16]}…"
-                      + (" (encrypted)" if rec.encrypted else ""))
-    for where, location in rec.locations.items():
-        err_console.print(f"  {where}: {location}")
+    for rec in records:
+        err_console.print(f"[green]backed up[/green] {rec.database} as {rec.id}: {_size(rec.raw_size)} → "
+                          f"{_size(rec.size)} in {rec.duration_s:.1f}s, sha256 {rec.sha256[:16]}…"
+                          + (" (encrypted)" if rec.encrypted else ""))
+        for where, location in rec.locations.items():
+            err_console.print(f"  {where}: {location}")
 
 
 @db.command("backups")
@@ -218,7 +220,7 @@ def db_verify(obj: Any, environment: str, backup: str | None, name: str | None, 
 @env_option
 @click.argument("backup", required=False)
 @click.option("--db", "--name", "name", default=None,
-              help="Database (when BACKUP is not given): its newest good backup.")
+              help="Database (when BACKUP is not given): its newest good backup (safety backups left out).")
 @click.option("--into", default=None, help="Restore into this database of headway.yml (default: the backup's).")
 @click.option("--to", "to", default=None, metavar="TIME",
               help='Point-in-time recovery (databases with pitr): the state at TIME, e.g. "2026-11-21 14:05" '
@@ -229,8 +231,9 @@ def db_verify(obj: Any, environment: str, backup: str | None, name: str | None, 
 @click.pass_obj
 def db_restore(obj: Any, environment: str, backup: str | None, name: str | None, into: str | None,
                to: str | None, identity: str | None, yes: bool, as_json: bool) -> None:
-    """Check the backup, take a safety backup, restore beside the live data, then swap it in with the app stopped;
-    or, with --to, recover the database to a point in time."""
+    """Check the backup, restore beside the live data, take a safety backup, then swap it in, holding requests
+    (maintenance page) for the swap alone; or, with --to, recover the database to a point in time. Without BACKUP:
+    the newest good backup someone took (safety backups are never picked unless named)."""
     if to is not None:
         if backup is not None or into is not None:
             raise HeadwayError("--to recovers from the WAL archive; it takes no BACKUP and no --into",
@@ -239,21 +242,36 @@ def db_restore(obj: Any, environment: str, backup: str | None, name: str | None,
         return
     hw = _hw(obj, environment)
     svc = hw.databases()
+    if into is not None:
+        svc.dbs.spec(into)  # an unknown --into is refused before anything else
     rec = svc.get(backup, name)
     identities = _identities(identity)
+    _notes(svc.describe_choice(rec))
     if not yes:
         target = into or rec.database
         if not sys.stdin.isatty() or not click.confirm(
                 f"Replace the data of {target} in {environment} with {rec.id} ({rec.started_at[:19]})? "
-                "The app stops for the swap."):
+                "Requests are held (maintenance page) for the swap."):
             raise HeadwayError("not restored", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
     result = hw.restore_database(rec.id, into=into, identities=identities, confirmed=True)
     if as_json:
         print_json(result.__dict__)
         return
     err_console.print(f"[green]restored[/green] {result.backup_id} into {result.database} in {result.seconds:.1f}s "
-                      f"(app stopped {result.app_stopped_s:.1f}s); safety backup {result.safety_backup}; the data "
-                      f"that was live is kept as {result.kept_as}")
+                      f"(requests held {result.held_s:.2f}s, no container restarted); safety backup "
+                      f"{result.safety_backup}; the data that was live is kept as {result.kept_as}")
+
+
+def _notes(lines: list[str]) -> None:
+    """Which backup was picked and how old it is; warnings in yellow."""
+    for line in lines:
+        if line.startswith("warning: "):
+            err_console.print(f"[yellow]warning:[/yellow] {escape(line[len('warning: '):])}")
+        elif ": warning: " in line:
+            where, _, rest = line.partition(": warning: ")
+            err_console.print(f"[yellow]warning[/yellow] ({escape(where)}): {escape(rest)}")
+        else:
+            err_console.print(escape(line))
 
 
 def _restore_to(obj: Any, environment: str, name: str | None, to: str, yes: bool, as_json: bool) -> None:
@@ -317,7 +335,8 @@ def db_base_backup(obj: Any, environment: str, name: str | None, db_name: str | 
 @click.pass_obj
 def db_clone(obj: Any, source: str, target: str, rules_path: str, name: str | None, salt_secret: str | None,
              identity: str | None, yes: bool, as_json: bool) -> None:
-    """Fill TARGET's database with an anonymized copy of SOURCE's newest good backup (never production)."""
+    """Fill TARGET's database with an anonymized copy of SOURCE's newest good backup (never production; safety
+    backups are never picked)."""
     from headway.data.anonymize import load_rules
     from headway.data.clone import check_environments, clone_database, plan_clone
     from headway.data.deploy_hooks import DeployerAppControl
@@ -332,9 +351,10 @@ def db_clone(obj: Any, source: str, target: str, rules_path: str, name: str | No
                               f"add {salt_secret}=... to the secrets file of {target} (.headway/secrets.{target})")
         salt = dst.target.secrets[salt_secret]
     plan = plan_clone(src, dst, name)
+    _notes(plan.notes)
     if not yes and (not sys.stdin.isatty() or not click.confirm(
             f"Replace the data of {plan.database} in {target} with an anonymized copy of {plan.backup.id} "
-            f"({source}, {plan.backup.started_at[:19]})? The app of {target} stops for the swap.")):
+            f"({source}, {plan.backup.started_at[:19]})? Requests of {target} are held for the swap.")):
         raise HeadwayError("not cloned", "confirm at the prompt, or pass --yes", exit_code=ExitCode.ABORTED)
     result = clone_database(src, dst, plan, rules, identities=_identities(identity),
                             app=DeployerAppControl(dst.deployer), salt=salt, confirmed=True)
@@ -342,8 +362,8 @@ def db_clone(obj: Any, source: str, target: str, rules_path: str, name: str | No
         print_json(result.as_dict())
         return
     err_console.print(f"[green]cloned[/green] {result.backup_id} ({source}) into {result.database} in {target}, "
-                      f"anonymized with {escape(rules.source)}, in {result.seconds:.1f}s (app stopped "
-                      f"{result.app_stopped_s:.1f}s); {target}'s data before is kept as {result.kept_as} (safety "
+                      f"anonymized with {escape(rules.source)}, in {result.seconds:.1f}s (requests held "
+                      f"{result.held_s:.2f}s); {target}'s data before is kept as {result.kept_as} (safety "
                       f"backup {result.safety_backup})")
     table = Table("table", "rows", "column", "rule", "values rewritten", box=None)
     for t in result.anonymized.tables:

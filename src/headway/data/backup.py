@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from headway.config.resolve import Target
 from headway.engine import exec_stream
-from headway.data.catalog import BackupRecord, Catalog
+from headway.data.catalog import BackupRecord, Catalog, RestoreLog, age, is_safety
 from headway.data.databases import SPOOL, Databases, DatabaseSpec, StorageSpec, resolve_storage
 from headway.data.engines import DIALECTS, Dialect, Endpoint, Postgres, Redis
 from headway.engine.exec_stream import ExecProcess, SpoolFeed, SpoolPipe
@@ -93,17 +93,29 @@ class BackupService:
         return self.catalog.all(name)
 
     def latest_good(self, name: str | None = None) -> BackupRecord | None:
+        """The newest good backup someone chose to take (manual or scheduled): never a safety backup headway took
+        by itself before a restore, a deploy or an image change."""
         spec = self.dbs.spec(name)
-        good = self.catalog.good(spec.name)
+        good = [r for r in self.catalog.good(spec.name) if not is_safety(r)]
         return good[0] if good else None
 
     def get(self, backup_id: str | None, name: str | None = None) -> BackupRecord:
-        """A backup by id, or the newest good one of the database when no id is given."""
+        """A backup by id, or the newest good one of the database (safety backups left out) when no id is
+        given."""
         if backup_id in (None, "latest"):
             rec = self.latest_good(name)
             if rec is None:
-                raise NotFound(f"no good backup of {self.dbs.spec(name).name} in {self.t.environment}",
-                               f"take one: `headway db backup -e {self.t.environment}`")
+                spec = self.dbs.spec(name)
+                env = self.t.environment
+                safety = self.catalog.good(spec.name)
+                if safety:
+                    raise NotFound(f"no backup of {spec.name} in {env} to pick by default: the only good ones are "
+                                   f"safety backups headway took by itself (newest: {safety[0].id}, "
+                                   f"{safety[0].reason}, {age(safety[0].started_at)})",
+                                   f"name one to use it: `headway db restore -e {env} {safety[0].id}`; or take a "
+                                   f"backup: `headway db backup -e {env} {spec.name}`")
+                raise NotFound(f"no good backup of {spec.name} in {env}",
+                               f"take one: `headway db backup -e {env} {spec.name}`")
             return rec
         assert backup_id is not None
         rec = self.catalog.get(backup_id)
@@ -111,6 +123,25 @@ class BackupService:
             raise NotFound(f"backup {backup_id} is {rec.status}, not restorable",
                            f"see `headway db backups -e {self.t.environment}`")
         return rec
+
+    def describe_choice(self, rec: BackupRecord) -> list[str]:
+        """What to tell someone about to use `rec`: which backup and how old, and a warning for each restore of
+        its database in this environment since it was taken (the backup predates the data that replaced it)."""
+        lines = [f"using backup {rec.id} of {rec.database} ({rec.reason}, taken {age(rec.started_at)}, "
+                 f"{rec.started_at[:19].replace('T', ' ')} UTC)"]
+        for entry in RestoreLog(self.state_root, self.t.app, self.t.environment).since(rec.database,
+                                                                                         rec.started_at):
+            lines.append(f"warning: {rec.database} in {self.t.environment} was restored from {entry.backup} "
+                         f"{age(entry.at)}, after {rec.id} was taken: that backup holds the data from before "
+                         "that restore")
+        return lines
+
+    def backup_all(self, *, reason: str = "manual", wait: float = 0.0) -> list[BackupRecord]:
+        """A backup of every database of the environment, one after the other; the first failure stops (the
+        backups already taken are kept)."""
+        if not self.dbs.specs:
+            self.dbs.spec(None)  # raises: no databases
+        return [self.backup(name, reason=reason, wait=wait) for name in self.dbs.specs]
 
     # -- counts ---------------------------------------------------------------------------------------
     def stats(self, dialect: Dialect, container_id: str, ep: Endpoint, database: str) -> dict[str, int]:

@@ -93,3 +93,65 @@ class Catalog:
                 return rec
         raise NotFound(f"no backup {backup_id!r} of {self.app}/{self.environment}",
                        f"see `headway db backups -e {self.environment}` for the ones that exist")
+
+
+SAFETY_PREFIX = "before "  # reasons of the backups headway takes by itself: before a restore, a deploy, an upgrade
+
+
+def is_safety(rec: BackupRecord) -> bool:
+    """A backup headway took by itself just before changing data (a restore, a deploy's release command, a new
+    image): the data as it was, not a restore point anyone chose; never picked without being named."""
+    return rec.reason.startswith(SAFETY_PREFIX)
+
+
+class RestoreEntry(BaseModel):
+    database: str
+    backup: str  # the backup id restored
+    backup_started_at: str
+    at: str = Field(default_factory=now_iso)  # when the restored data went live
+    kept_as: str = ""
+
+
+class RestoreLog:
+    """Every restore that went live in one environment (`apps/APP/ENV/restores.jsonl`, append-only): what tells a
+    later restore or clone that a backup predates data that replaced it."""
+
+    def __init__(self, state_root: Path, app: str, environment: str) -> None:
+        self.path = state_root / "apps" / app / environment / "restores.jsonl"
+
+    def record(self, entry: RestoreEntry) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (entry.model_dump_json() + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def since(self, database: str, started_at: str) -> list[RestoreEntry]:
+        """Restores of `database` that went live after `started_at`, oldest first."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = RestoreEntry.model_validate_json(line)
+            except ValueError:
+                continue  # a torn last line
+            if entry.database == database and entry.at > started_at:
+                out.append(entry)
+        return out
+
+
+def age(started_at: str, now: datetime | None = None) -> str:
+    """How long ago, for people: "3 h 12 min ago", "2 days ago"."""
+    seconds = max(0, int(((now or datetime.now(UTC)) - datetime.fromisoformat(started_at).astimezone(UTC))
+                         .total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days != 1 else ''} ago"

@@ -2,17 +2,17 @@
 
 The source is only ever read through its backup storage: the newest good backup of the source environment's
 database, never the database itself. The copy is restored beside the target's live database (as `headway db
-restore` does), the anonymization rules run inside that copy, and only then is the copy swapped in, with the target's
-app stopped for the swap alone. So the target's app never sees unanonymized data, and any failure before the swap
-(rules that do not fit, a damaged backup, a failing rule) drops the copy and leaves the target's data and app exactly
-as they were.
+restore` does), the anonymization rules run inside that copy, and only then is the copy swapped in, with the
+target's requests held for the swap alone (no container stops). So the target's app never sees unanonymized data,
+and any failure before the swap (rules that do not fit, a damaged backup, a failing rule) drops the copy and leaves
+the target's data and app exactly as they were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 class ClonePlan:
     source: str  # environment
     target: str  # environment
-    backup: BackupRecord  # the source's newest good backup
+    backup: BackupRecord  # the source's newest good backup (safety backups left out)
     database: str  # the database's name in headway.yml
+    notes: list[str] = field(default_factory=list)  # which backup, how old; a warning per restore since it
 
 
 @dataclass
@@ -54,13 +55,13 @@ class CloneResult:
     safety_backup: str | None  # the target's data before the clone
     kept_as: str  # where the target's previous data is kept
     anonymized: AnonymizeReport
-    app_stopped_s: float
+    held_s: float  # how long the target's requests were held for the swap
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "backup_id": self.backup_id,
                 "database": self.database, "safety_backup": self.safety_backup, "kept_as": self.kept_as,
-                "app_stopped_s": self.app_stopped_s, "seconds": self.seconds,
+                "held_s": self.held_s, "seconds": self.seconds,
                 "tables": [{"table": t.table, "rows": t.rows,
                             "columns": [{"column": c.column, "rule": c.rule, "values": c.values}
                                         for c in t.columns]}
@@ -93,32 +94,16 @@ class _TargetService(BackupService):
                 yield fh
 
 
-class _TrackedApp:
-    """The target's app control, noting whether starting it again failed."""
-
-    def __init__(self, inner: AppControl) -> None:
-        self.inner = inner
-        self.start_failed = False
-
-    def stop(self) -> bool:
-        return self.inner.stop()
-
-    def start(self) -> None:
-        try:
-            self.inner.start()
-        except BaseException:
-            self.start_failed = True
-            raise
-
-
 def plan_clone(source: Headway, target: Headway, name: str | None = None) -> ClonePlan:
     """What a clone would do, found without touching either database: the source's newest good backup (from its
     catalog) and a managed SQL database of the same name in the target."""
     check_environments(source.target.environment, target.target.environment)
-    rec = source.databases().get(None, name)
+    svc = source.databases()
+    rec = svc.get(None, name)
     spec = target.databases().dbs.spec(rec.database)
     _check_spec(spec, target.target.environment)
-    return ClonePlan(source.target.environment, target.target.environment, rec, spec.name)
+    return ClonePlan(source.target.environment, target.target.environment, rec, spec.name,
+                     [f"{source.target.environment}: {line}" for line in svc.describe_choice(rec)])
 
 
 def _check_spec(spec: DatabaseSpec, environment: str) -> None:
@@ -151,18 +136,12 @@ def clone_database(source: Headway, target: Headway, plan: ClonePlan, rules: Ano
             step.detail = ", ".join(f"{t.table}: {t.rows} rows" for t in report.tables) or "no rule changes a value"
         done.append(report)
 
-    tracked = _TrackedApp(app) if app is not None else None
     try:
-        result = restore_live(svc, plan.backup, spec, identities, tracked, confirmed, before_swap=anonymize_copy)
+        result = restore_live(svc, plan.backup, spec, identities, app, confirmed, before_swap=anonymize_copy)
     except HeadwayError as exc:
-        if tracked is not None and tracked.start_failed:
-            raise HeadwayError(f"{spec.name} in {plan.target} now holds the anonymized copy of {plan.backup.id}, "
-                               f"but the app did not start again: {exc.message}",
-                               f"fix the cause, then `headway start -e {plan.target}`", details=exc.details,
-                               exit_code=exc.exit_code) from None
         raise HeadwayError(f"clone of {plan.backup.id} into {plan.target} failed: {exc.message}",
                            f"{exc.fix + '; ' if exc.fix else ''}{plan.target} is as it was (its data and its app)",
                            details=exc.details, exit_code=exc.exit_code) from None
     assert done, "restore_live swaps only after the copy was anonymized"
     return CloneResult(plan.source, plan.target, plan.backup.id, spec.name, result.safety_backup, result.kept_as,
-                       done[0], result.app_stopped_s, result.seconds)
+                       done[0], result.held_s, result.seconds)

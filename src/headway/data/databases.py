@@ -365,14 +365,15 @@ class Databases:
             out.append(row)
         return out
 
-    def logs(self, spec: DatabaseSpec, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
+    def logs(self, spec: DatabaseSpec, *, follow: bool = False, tail: int = 100,
+             since: float | None = None) -> Iterator[str]:
         if not spec.managed:
             raise HeadwayError(f"database {spec.name} is external: its logs are with its provider",
                                "see your database provider's console")
         container = self.container(spec)
         if container is None:
             raise NotFound(f"database {spec.name} does not exist yet", f"run `headway deploy -e {self.t.environment}`")
-        yield from self.engine.logs(container, tail=tail, follow=follow)
+        yield from self.engine.logs(container, tail=tail, follow=follow, since=since)
 
     def shell_command(self, spec: DatabaseSpec) -> tuple[str, list[str], dict[str, str]]:
         """What `headway db shell` runs: (container, argv, env) for an interactive `docker exec -it`."""

@@ -177,12 +177,26 @@ class Postgres(Dialect):
         return "postgres"
 
     def swap_sql(self, live: str, new: str, old: str) -> list[str]:
-        """Statements that put `new` in place of `live` (kept as `old`); the renames commit together."""
+        """Statements that put `new` in place of `live` (kept as `old`); the renames commit together. The second
+        terminates every session on either database and waits (up to 5 s) until they are gone, so the renames
+        find nobody connected; it runs in one psql session with the others (`script_argv`)."""
+        names = f"({_literal(live)}, {_literal(new)})"
         return [f'ALTER DATABASE "{_ident(live)}" WITH ALLOW_CONNECTIONS false',
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN "
-                f"({_literal(live)}, {_literal(new)}) AND pid <> pg_backend_pid()",
+                "DO $$ BEGIN FOR i IN 1..500 LOOP "
+                f"PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN {names} "
+                "AND pid <> pg_backend_pid(); PERFORM pg_stat_clear_snapshot(); "
+                f"EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname IN {names} "
+                "AND pid <> pg_backend_pid()); PERFORM pg_sleep(0.01); END LOOP; END $$",
                 f'BEGIN; ALTER DATABASE "{_ident(live)}" RENAME TO "{_ident(old)}"; '
                 f'ALTER DATABASE "{_ident(new)}" RENAME TO "{_ident(live)}"; COMMIT']
+
+    def script_argv(self, database: str, statements: list[str]) -> list[str]:
+        """psql running each statement in turn in one session (each its own transaction), stopping at the first
+        error."""
+        argv = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", database]
+        for sql in statements:
+            argv += ["-c", sql]
+        return argv
 
     def unswap_sql(self, live: str) -> str:
         return f'ALTER DATABASE "{_ident(live)}" WITH ALLOW_CONNECTIONS true'

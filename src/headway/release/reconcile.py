@@ -34,6 +34,10 @@ def describe(op: Operation, served_deploy: int | None) -> dict[str, str]:
             nxt = (f"undo it: remove what it started for deploy {number}; deploy {served_deploy} keeps serving"
                    if op.kind == "deploy" else
                    f"undo it: stop what it started; deploy {served_deploy} keeps serving")
+    elif op.kind == "restore":
+        db = op.plan.get("database", "the database")
+        nxt = (f"finish or undo the restore of {db} from what its server holds (the restored copy is live "
+               f"only if the swap happened), and let held requests through")
     else:
         nxt = "finish or undo it from what the proxy serves"
     return {"operation": op.kind, "interrupted": what, "next": nxt}
@@ -71,11 +75,21 @@ class Reconciler:
     # -- an interrupted operation ---------------------------------------------------------------------
     def recover(self, op: Operation, served: ServedRoute | None) -> None:
         handler = {"deploy": self._deploy, "rollback": self._rollback, "scale": self._scale,
-                   "stop": self._stop, "start": self._start}.get(op.kind)
+                   "stop": self._stop, "start": self._start, "restore": self._restore}.get(op.kind)
         if handler is None:
             self.d.journal.end(op, "recovered", "nothing to finish")
             return
         handler(op, served)
+
+    def _restore(self, op: Operation, served: ServedRoute | None) -> None:
+        """A database restore: finished or undone from what the database holds (headway.data.restore)."""
+        from headway.data.backup import BackupService
+        from headway.data.deploy_hooks import docker_engine
+        from headway.data.restore import recover_restore
+
+        d = self.d
+        svc = BackupService(d.t, docker_engine(d.engine), d.state.root, d.report)
+        self.notes.append(recover_restore(svc, op, d.proxy))
 
     def _switched(self, op: Operation, served: ServedRoute | None, number: int) -> bool:
         if self.d.t.web_role is not None and (self.d.t.domains or self.d.t.port):
