@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from headway.config.compose_files import merge_documents
+from headway.config.init import write_config
 from headway.config.compose_import import (
     ComposeConversion,
     convert_compose,
@@ -16,6 +23,7 @@ from headway.config.compose_import import (
 from headway.config.loader import parse_config
 from headway.config.model import AppConfig, CommandHealth, HttpHealth, ImageBuild
 from headway.config.resolve import resolve
+from headway.config.secrets import check_named_secrets
 from headway.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "compose"
@@ -840,3 +848,190 @@ def test_a_directory_without_compose_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         convert_from([str(tmp_path)])
     assert "no compose file in this directory" in err.value.message and "compose.yml" in (err.value.fix or "")
+
+
+# --- compose secrets: files under /run/secrets -----------------------------------------------------------------
+
+FILE_SECRETS = FIXTURES / "file-secrets"
+
+
+@pytest.fixture(scope="module")
+def file_secrets() -> ComposeConversion:
+    return convert_compose(FILE_SECRETS / "docker-compose.yml")
+
+
+def test_compose_secrets_become_file_secrets_of_the_same_name(file_secrets: ComposeConversion) -> None:
+    config = _config(file_secrets)
+    assert {n: s.as_ for n, s in config.secrets.items()} == {
+        "jwt_secret": "file", "stripe_key": "file", "signing_pem": "file", "mongo_root_password": "file"}
+    assert all(s.from_ is None for s in config.secrets.values())  # the values stay out of headway.yml
+    assert "unused_token" not in config.secrets and "db_password" not in config.secrets
+    text = "\n".join(file_secrets.notes)
+    assert "not converted; headway passes secrets as environment variables" not in text
+    assert "top-level `secrets` not converted" not in text
+    assert "top-level secret unused_token: no service uses it" in text
+    _assert_no_secret_values(file_secrets)
+
+
+def test_each_role_names_the_secrets_its_service_had(file_secrets: ComposeConversion) -> None:
+    config = _config(file_secrets)
+    web, worker = config.roles["web"], config.roles["worker"]
+    # its compose secrets as files, and the env vars it read from secrets (a literal SESSION_SECRET)
+    assert web.secrets == ["jwt_secret", "stripe_key", "signing_pem", "SESSION_SECRET"]
+    assert worker.secrets == ["stripe_key", "QUEUE_TOKEN"]
+    assert config.accessories["mongo"].secrets == ["mongo_root_password"]
+    assert any("SESSION_SECRET (compose had the value written out)" in n for n in file_secrets.notes)
+
+
+def test_env_vars_that_point_at_secret_files(file_secrets: ComposeConversion) -> None:
+    config = _config(file_secrets)
+    env = config.roles["web"].env
+    assert env["JWT_SECRET_FILE"] == "/run/secrets/jwt_secret"  # the app's own name: kept, the path still works
+    assert "stripe_key_FILE" not in env  # exactly the variable headway sets
+    assert env["SIGNING_KEY_PATH"] == "/run/secrets/signing_pem"  # `target: signing.pem` is no secret name
+    assert "DB_PASSWORD_FILE" not in env and "DB_PASSWORD_FILE" not in config.env  # the managed db's password
+    mongo_env = config.accessories["mongo"].env
+    assert mongo_env["MONGO_INITDB_ROOT_PASSWORD_FILE"] == "/run/secrets/mongo_root_password"
+    text = "\n".join(file_secrets.notes)
+    assert "stripe_key_FILE dropped: headway sets it" in text
+    assert "secret signing-key was /run/secrets/signing.pem; headway mounts it at /run/secrets/signing_pem" in text
+    assert "secret db_password dropped: it was the password of the database db" in text
+    assert "db: secret db_password not needed" in text
+    assert "POSTGRES_PASSWORD_FILE" not in text  # headway configures the database's password itself
+
+
+def test_notes_say_how_to_give_each_file_secret_its_value(file_secrets: ComposeConversion) -> None:
+    note = next(n for n in file_secrets.notes if "give the file secrets their values" in n)
+    jwt = FILE_SECRETS / "secrets" / "jwt.txt"
+    assert f"`headway secrets set jwt_secret -e production < {jwt}`" in note
+    assert '`printf %s "$STRIPE_KEY" | headway secrets set stripe_key -e production`' in note
+    assert f"`from: cat {FILE_SECRETS / 'secrets' / 'signing.pem'}` under secrets.signing_pem" in note
+    assert "`headway secrets generate mongo_root_password -e production`" in note
+    assert "unused" not in note and "db_password" not in note
+
+
+def _headway(root: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A command from a note, as a user pastes it into a shell in the app's folder."""
+    command = command.replace("headway secrets", f"{shlex.quote(sys.executable)} -m headway secrets")
+    return subprocess.run(["bash", "-c", command], cwd=root, text=True, capture_output=True, timeout=60,
+                          env={**os.environ, **(env or {}), "HEADWAY_STATE_DIR": str(root / ".state")})
+
+
+def test_following_the_notes_gives_every_role_its_secrets(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    shutil.copytree(FILE_SECRETS, project)
+    cwd = os.getcwd()
+    os.chdir(project)  # `headway init --from docker-compose.yml` in the app's folder
+    try:
+        result = write_config(project, [Path("docker-compose.yml")])
+    finally:
+        os.chdir(cwd)
+    note = next(n for n in result.notes if "give the file secrets their values" in n)
+    commands = [c for c in re.findall(r"`([^`]+)`", note) if c.startswith(("headway", "printf"))]
+    assert len(commands) == 4  # jwt_secret, stripe_key, mongo_root_password (set and generate)
+    typed = [c for c in commands if c.startswith("headway secrets set") and "<" not in c]
+    assert typed == ["headway secrets set mongo_root_password -e production"]  # asks on a terminal: generated here
+    for command in (c for c in commands if c not in typed):
+        done = _headway(project, command, {"STRIPE_KEY": "sk-hunter2-stripe"})
+        assert done.returncode == 0, done.stderr
+        assert FAKE_SECRET not in done.stdout + done.stderr
+    for name in ("SESSION_SECRET", "QUEUE_TOKEN"):
+        assert _headway(project, f"headway secrets generate {name} -e production").returncode == 0
+    config_text = (project / "headway.yml").read_text()
+    config_text = config_text.replace("signing_pem: {as: file}",
+                                      "signing_pem: {as: file, from: cat secrets/signing.pem}")  # as the note says
+    (project / "headway.yml").write_text(config_text)
+
+    target = resolve(parse_config(config_text, "headway.yml"), "production", project)
+    check_named_secrets(target.config, "production", target.secrets, project / ".headway" / "secrets.production")
+    web, worker = target.roles["web"], target.roles["worker"]
+    files = target.secret_files(target.role_secrets(web))
+    assert files["jwt_secret"] == "hunter2-jwt"  # the file's contents, its trailing newline dropped
+    assert files["stripe_key"] == "sk-hunter2-stripe"
+    assert files["signing_pem"].startswith("-----BEGIN PRIVATE KEY-----\n")
+    env = target.container_env(web)
+    assert env["jwt_secret_FILE"] == env["JWT_SECRET_FILE"] == "/run/secrets/jwt_secret"
+    assert env["SIGNING_KEY_PATH"] == env["signing_pem_FILE"] == "/run/secrets/signing_pem"
+    assert "jwt_secret" not in env and "QUEUE_TOKEN" not in env and "SESSION_SECRET" in env
+    worker_env = target.container_env(worker)
+    assert set(target.secret_files(target.role_secrets(worker))) == {"stripe_key"}
+    assert "QUEUE_TOKEN" in worker_env and "SESSION_SECRET" not in worker_env and "jwt_secret_FILE" not in worker_env
+
+
+def test_file_secrets_across_environments(tmp_path: Path) -> None:
+    _write(tmp_path, """
+        services:
+          web:
+            build: .
+            command: ["node", "server.js"]
+            ports: ["3000:3000"]
+            environment:
+              - TOKEN_FILE=/run/secrets/api-token
+            env_file: .env.prod
+            secrets: [api-token]
+          worker:
+            build: .
+            command: ["node", "worker.js"]
+        secrets:
+          api-token: {file: ./token.txt}
+        """, "docker-compose.prod.yml")
+    (tmp_path / ".env.prod").write_text("MAIL_PASSWORD=hunter2-mail\nLOG_LEVEL=info\n")
+    _write(tmp_path, """
+        services:
+          web:
+            build: .
+            command: ["node", "server.js"]
+            ports: ["3001:3000"]
+            environment: {TOKEN_FILE: /run/secrets/api-token}
+            secrets: [{source: staging_token, target: api-token}]
+        secrets:
+          staging_token: {environment: STAGING_API_TOKEN}
+        """, "docker-compose.staging.yml")
+    conv = merge_compose_files([tmp_path / "docker-compose.prod.yml", tmp_path / "docker-compose.staging.yml"])
+    _assert_no_secret_values(conv)
+    config = _config(conv)
+    assert list(config.secrets) == ["api_token"]  # a valid name near the compose one
+    web = config.roles["web"]
+    assert web.secrets == ["api_token", "MAIL_PASSWORD", "LOG_LEVEL"]  # what the env file gave it, too
+    assert config.roles["worker"].secrets == []  # compose gave it none
+    assert web.env["TOKEN_FILE"] == "/run/secrets/api_token"
+    notes = "\n".join(conv.notes)
+    assert f"`headway secrets set api_token -e production < {tmp_path / 'token.txt'}`" in notes
+    assert '`printf %s "$STAGING_API_TOKEN" | headway secrets set api_token -e staging`' in notes
+    assert "staging: roles.web.secrets names MAIL_PASSWORD, LOG_LEVEL for another environment" in notes
+    assert "production: roles.web.secrets names" not in notes
+
+
+def test_secrets_only_on_an_accessory_leave_roles_unscoped(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+        services:
+          web:
+            build: .
+            command: ["node", "server.js"]
+            ports: ["3000:3000"]
+            environment: {API_KEY: "${API_KEY}"}
+          queue:
+            image: rabbitmq:3
+            environment: {RABBITMQ_DEFAULT_PASS_FILE: /run/secrets/rabbit_pass}
+            secrets: [rabbit_pass]
+        secrets:
+          rabbit_pass: {external: true}
+        """)
+    conv = convert_compose(path, app="shop")
+    config = _config(conv)
+    assert config.roles["web"].secrets is None  # gets every secret, as before
+    assert config.accessories["queue"].secrets == ["rabbit_pass"]
+    assert config.secrets["rabbit_pass"].as_ == "file"
+    assert config.accessories["queue"].env == {"RABBITMQ_DEFAULT_PASS_FILE": "/run/secrets/rabbit_pass"}
+    note = next(n for n in conv.notes if "give the file secrets their values" in n)
+    assert "`headway secrets set rabbit_pass -e production` (external in compose" in note
+
+
+def test_merge_documents_keys_service_secrets_by_target() -> None:
+    merged = merge_documents([
+        {"services": {"web": {"build": ".", "secrets": ["a", {"source": "b", "target": "key"}]}},
+         "secrets": {"a": {"file": "a.txt"}, "b": {"file": "b.txt"}}},
+        {"services": {"web": {"secrets": [{"source": "c", "target": "key"}]}}, "secrets": {"c": {"external": True}}},
+    ])
+    assert merged["services"]["web"]["secrets"] == ["a", {"source": "c", "target": "key"}]
+    assert set(merged["secrets"]) == {"a", "b", "c"}

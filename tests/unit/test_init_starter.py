@@ -126,3 +126,37 @@ def test_free_ports_skip_what_listens_here_and_what_other_apps_claim(tmp_path: P
         d.bind(("0.0.0.0", 0))
         pair = (c.getsockname()[1], d.getsockname()[1])
     assert free_environment_ports(pair, state_dir=tmp_path) == pair  # free ones are kept
+
+
+def test_starter_shows_file_secrets_scoped_per_role() -> None:
+    text = starter_config("shop")
+    assert "headway secrets generate JWT_SECRET -e production" in text and "headway secrets set NAME" in text
+    assert "# secrets:\n#   JWT_SECRET: {as: file}" in text
+    assert "/run/secrets/NAME" in text and "JWT_SECRET_FILE" in text
+    # uncommenting the examples gives a valid file: the web role gets only what it names, JWT_SECRET as a file
+    uncommented = re.sub(r"^    # (secrets: \[)", r"    \1", text, flags=re.MULTILINE)
+    head, _, block = uncommented.partition("# secrets:\n")
+    example, _, rest = block.partition("\n\n")
+    uncommented = head + "secrets:\n" + re.sub(r"^# ", "", example, flags=re.MULTILINE) + "\n\n" + rest
+    config = parse_config(uncommented)
+    assert config.roles["web"].secrets == ["JWT_SECRET", "POSTGRES_PASSWORD"]
+    assert config.roles["worker"].secrets == ["STRIPE_KEY"]
+    assert config.secrets["JWT_SECRET"].as_ == "file"
+    assert config.secrets["STRIPE_KEY"].from_ == "op read op://production/stripe/secret-key"
+    assert parse_config(text).secrets == {} and parse_config(text).roles["web"].secrets is None
+
+
+def test_uncommented_file_secret_reaches_only_the_roles_that_name_it(tmp_path: Path) -> None:
+    text = starter_config("shop").replace("    # secrets: [JWT_SECRET, POSTGRES_PASSWORD]",
+                                          "    secrets: [JWT_SECRET, POSTGRES_PASSWORD]")
+    text = text.replace("# secrets:\n#   JWT_SECRET: {as: file}", "secrets:\n  JWT_SECRET: {as: file}")
+    secrets = tmp_path / ".headway" / "secrets.production"
+    secrets.parent.mkdir()
+    secrets.write_text("POSTGRES_PASSWORD=example-only\nJWT_SECRET=jwt-example\n")
+    secrets.chmod(0o600)
+    target = resolve(parse_config(text), "production", tmp_path)
+    web, worker = target.roles["web"], target.roles["worker"]
+    env = target.container_env(web)
+    assert env["JWT_SECRET_FILE"] == "/run/secrets/JWT_SECRET" and "JWT_SECRET" not in env
+    assert target.secret_files(target.role_secrets(web)) == {"JWT_SECRET": "jwt-example"}
+    assert "example-only" in target.container_env(worker)["DATABASE_URL"]  # the worker names none: gets all

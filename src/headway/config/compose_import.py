@@ -6,7 +6,8 @@ mapping keeps everything that has a headway equivalent and says, in `notes`, wha
 a hand; what compose leaves out (port, command, health check) is read from the Dockerfile the service builds.
 Which files make which environment, and how overrides merge, is `compose_files`. Secret values are never
 copied: only the names of variables appear in the output, and env files are listed so they can become secrets
-files.
+files. Compose secrets (files under /run/secrets) become `as: file` secrets of the same name, and each role then
+names the secrets it gets, as each compose service did.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from headway.config.dockerfile import DockerfileError, ImageFacts, parse_dockerf
 from headway.config.duration import parse_duration
 from headway.config.loader import parse_config
 from headway.config.model import NAME
+from headway.config.secrets import SECRETS_MOUNT, is_secret_name
 from headway.config.starter import check_app_name, suggest_app_name
 from headway.data.schema import DEFAULT_VERSIONS
 from headway.errors import ConfigError
@@ -361,6 +363,78 @@ def _domains(service: dict[str, Any], env_entries: list[tuple[str, str | None]])
     return list(dict.fromkeys(d.lower() for d in found if d))
 
 
+# --- compose secrets: files under /run/secrets -------------------------------------------------------
+
+def _secret_mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(compose secret, path of its file in the container) for each of a service's `secrets:`."""
+    raw = svc.get("secrets")
+    out: list[tuple[str, str]] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            source = _scalar(item.get("source")).strip()
+            target = _scalar(item.get("target")).strip() or source
+        else:
+            source = target = _scalar(item).strip()
+        if source:
+            out.append((source, target if target.startswith("/") else f"{SECRETS_MOUNT}/{target}"))
+    return out
+
+
+def _file_secret_name(source: str, path: str) -> str:
+    """The headway secret for a compose secret mounted at `path`: the file's own name when it is a valid secret
+    name (/run/secrets/jwt_secret -> jwt_secret), so the app finds it where it did; else a valid one near it."""
+    inside = path[len(SECRETS_MOUNT) + 1:] if path.startswith(SECRETS_MOUNT + "/") else source
+    if is_secret_name(inside):
+        return inside
+    name = re.sub(r"[^A-Za-z0-9_]", "_", inside).strip("_") or "secret"
+    return name if is_secret_name(name) else f"_{name}"
+
+
+def _mount_secrets(svc_name: str, svc: dict[str, Any], draft: _Draft) -> dict[str, str | None]:
+    """The service's compose secrets as headway `as: file` secrets: path in the container -> secret name (None:
+    the password of a database headway now manages, which is dropped)."""
+    paths: dict[str, str | None] = {}
+    for source, path in _secret_mounts(svc):
+        if source in draft.db_secrets:
+            paths[path] = None
+            draft.notes.append(f"{svc_name}: secret {source} dropped: it was the password of the database "
+                               f"{draft.db_secrets[source]}, which headway now generates; the app gets its URL "
+                               "(DATABASE_URL / REDIS_URL) instead")
+            continue
+        name = _file_secret_name(source, path)
+        known = draft.file_secrets.get(name)
+        if known is not None and known != source:
+            draft.notes.append(f"{svc_name}: compose secrets {known} and {source} would both be "
+                               f"{SECRETS_MOUNT}/{name}; {source} is left out: mount it under another name")
+            continue
+        draft.file_secrets[name] = source
+        paths[path] = name
+        if path != f"{SECRETS_MOUNT}/{name}":
+            draft.notes.append(f"{svc_name}: secret {source} was {path}; headway mounts it at "
+                               f"{SECRETS_MOUNT}/{name} (and sets {name}_FILE): make the app read that path")
+    return paths
+
+
+def _secret_path_env(svc_name: str, key: str, value: str | None, mounts: dict[str, str | None],
+                     draft: _Draft) -> tuple[bool, str | None]:
+    """An env var that holds the path of a secret's file (`JWT_SECRET_FILE: /run/secrets/jwt_secret`): a path,
+    not a value, so it stays a plain variable. Returns (handled, the value to keep; None: drop it)."""
+    if not value or (value not in mounts and not value.startswith(SECRETS_MOUNT + "/")):
+        return False, None
+    if value not in mounts:
+        draft.notes.append(f"{svc_name}: {key} points at {value}, but the service mounts no such secret; "
+                           "kept as it is")
+        return True, value
+    name = mounts[value]
+    if name is None:
+        draft.notes.append(f"{svc_name}: {key} dropped with the database password it pointed at")
+        return True, None
+    if key == f"{name}_FILE":
+        draft.notes.append(f"{svc_name}: {key} dropped: headway sets it to {value} itself")
+        return True, None
+    return True, f"{SECRETS_MOUNT}/{name}"
+
+
 # --- one compose file --------------------------------------------------------------------------------
 
 @dataclass
@@ -391,6 +465,13 @@ class _Draft:
     db_noted: set[tuple[str, str]] = field(default_factory=set)
     nginx_domains: list[str] = field(default_factory=list)  # server_name of an nginx config that routes to roles
     other_ports: list[int] = field(default_factory=list)  # published ports of HTTP roles besides the root one
+    root: Path = Path(".")  # the folder of the compose file: relative paths in it start here
+    top_secrets: dict[str, Any] = field(default_factory=dict)  # compose's top-level `secrets:`
+    file_secrets: dict[str, str] = field(default_factory=dict)  # headway secret (as: file) -> compose secret
+    db_secrets: dict[str, str] = field(default_factory=dict)  # compose secret -> the managed database it was for
+    service_file_keys: dict[str, list[str]] = field(default_factory=dict)  # service -> its env files' names
+    role_files: dict[str, list[str]] = field(default_factory=dict)  # role -> its `as: file` secrets
+    role_needs: dict[str, list[str]] = field(default_factory=dict)  # role -> secrets it reads as env vars
     notes: list[str] = field(default_factory=list)
 
     def need(self, name: str, hint: str | None = None) -> None:
@@ -599,9 +680,6 @@ def _common_notes(svc_name: str, svc: dict[str, Any], draft: _Draft) -> None:
         draft.notes.append(f"{svc_name}: not converted: {', '.join(map(str, other))}")
     if "entrypoint" in svc:
         draft.notes.append(f"{svc_name}: `entrypoint` not converted; the image's ENTRYPOINT is used")
-    if svc.get("secrets"):
-        draft.notes.append(f"{svc_name}: compose secrets (files under /run/secrets) are not converted; "
-                           "headway passes secrets as environment variables")
     deploy = svc.get("deploy")
     if isinstance(deploy, dict):
         extra = [k for k in deploy if k not in ("replicas", "resources", "mode")]
@@ -879,9 +957,12 @@ def _analyse(source: ComposeSource, environment: str, app: str, output_dir: Path
         if key in data:
             draft.notes.append(f"top-level `{key}` dropped; "
                                + ("not needed" if key == "version" else _DROPPED["networks"]))
-    for key in ("secrets", "configs", "include"):
+    for key in ("configs", "include"):
         if key in data:
             draft.notes.append(f"top-level `{key}` not converted")
+    draft.root = path.parent
+    draft.top_secrets = {str(k): v for k, v in data["secrets"].items()} \
+        if isinstance(data.get("secrets"), dict) else {}
 
     own_images = {_image_repo(s["image"]) for s in services.values()
                   if s.get("build") is not None and isinstance(s.get("image"), str)}
@@ -894,6 +975,7 @@ def _analyse(source: ComposeSource, environment: str, app: str, output_dir: Path
                           "add `build: .` to the app's service, or pass the app name that its `image:` uses")
     kinds = {n: k for n, s in services.items() if n not in app_services and (k := _accessory_kind(s))}
     draft.db_services = {n: e[0] for n in kinds if (e := _database_engine(services[n]))}
+    draft.db_secrets = {source: _sanitize(n) for n in draft.db_services for source, _ in _secret_mounts(services[n])}
 
     # the builds: one per service that has one; a service running another's image uses that one's build
     scratch = _Draft(source=draft.source, environment=environment)
@@ -955,6 +1037,7 @@ def _analyse(source: ComposeSource, environment: str, app: str, output_dir: Path
             if shown not in draft.secret_files and svc_name not in draft.db_services:
                 draft.secret_files.append(shown)
         env_file_keys[svc_name] = keys
+        draft.service_file_keys[svc_name] = keys
         if svc_name not in draft.db_services:
             draft.file_keys |= set(keys)
     for n in draft.db_services:
@@ -993,6 +1076,11 @@ def _analyse(source: ComposeSource, environment: str, app: str, output_dir: Path
                 draft.notes.append(f"{svc_name}: `{image}` not converted; add it under `accessories:` "
                                    "if the app needs it")
 
+    mounted = {source for svc in services.values() for source, _ in _secret_mounts(svc)}
+    unused = [n for n in draft.top_secrets if n not in mounted]
+    if unused:
+        draft.notes.append(f"top-level secret{'s' if len(unused) > 1 else ''} {', '.join(unused)}: no service "
+                           "uses it; not converted")
     if not draft.domains and draft.nginx_domains:
         draft.domains = list(draft.nginx_domains)
         draft.notes.append(f"domains {', '.join(draft.domains)} taken from the nginx config in front of the app")
@@ -1090,8 +1178,10 @@ def _role(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], *,
             draft.seed = command
             draft.notes.append(f"{svc_name}: `{' && '.join(seed)}` moved to "
                                f"environments.{draft.environment}.seed")
-    for name in names - image_env:
+    needs = sorted(names - image_env)  # the secrets this role reads as env vars
+    for name in needs:
         draft.need(name, None)
+    mounts = _mount_secrets(svc_name, svc, draft)  # the release and seed commands get every secret
     if not rest and (release or seed) and not http:
         draft.notes.append(f"{svc_name}: only ran one-off commands; it is not a role")
         return
@@ -1165,8 +1255,9 @@ def _role(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], *,
     if isinstance(svc.get("stop_signal"), str):
         role["stop_signal"] = svc["stop_signal"]
     health, health_names = _health(svc_name, health_raw, draft, aliases, port=role.get("port"), accessory=False)
-    for name in health_names - image_env:
+    for name in sorted(health_names - image_env):
         draft.need(name, None)
+        needs.append(name)
     if health is not None:
         role["health"] = health
         interval = health.get("interval")
@@ -1181,6 +1272,11 @@ def _role(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], *,
         draft.resources[role_name] = limits
     env: dict[str, str] = {}
     for key, value in entries:
+        handled, path = _secret_path_env(svc_name, key, value, mounts, draft)
+        if handled:
+            if path is not None:
+                env[key] = path
+            continue
         if _database_env(svc_name, key, value, draft):
             continue
         if value is None:
@@ -1189,17 +1285,22 @@ def _role(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str], *,
             continue
         ref = _pure_ref(value)
         if _looks_secret(key):
-            draft.need(key, f"the value of {ref}" if ref and ref != key else None)
+            draft.need(key, f"the value of {ref}" if ref and ref != key else
+                       None if "$" in value or not value else "compose had the value written out")
+            needs.append(key)
             continue
         translated, refs = _env_value(value, draft.file_keys, draft.aliases)
         m = _URL_CREDENTIALS.search(translated)
         if m and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", m.group(1)):
             draft.need(key, "its value holds a password")
+            needs.append(key)
             continue
         env[key] = translated
         for name in refs:
             draft.need(name, None)
     draft.role_env[role_name] = env
+    draft.role_files[role_name] = list(dict.fromkeys(n for n in mounts.values() if n is not None))
+    draft.role_needs[role_name] = list(dict.fromkeys([*needs, *draft.service_file_keys.get(svc_name, [])]))
     if http:
         draft.domains += [d for d in _domains(svc, entries) if d not in draft.domains]
     if svc.get("volumes"):
@@ -1258,7 +1359,12 @@ def _database(svc_name: str, svc: dict[str, Any], draft: _Draft, taken: set[str]
         elif value:
             draft.notes.append(f"{name}: {var} comes from a variable; the {field_name} is "
                                f"{app.replace('-', '_')} unless you set databases.{name}.{field_name}")
-    other = [k for k in entries if k not in (db_var, user_var) and k not in managed]
+    other = [k for k in entries if k not in (db_var, user_var) and k not in managed
+             and not (entries[k] or "").startswith(SECRETS_MOUNT + "/")]
+    mounted = [source for source, _ in _secret_mounts(svc)]
+    if mounted:
+        draft.notes.append(f"{name}: secret{'s' if len(mounted) > 1 else ''} {', '.join(mounted)} not needed: "
+                           f"headway generates the {engine} password")
     if other:
         draft.notes.append(f"{name}: {', '.join(other)} not converted; headway configures {engine} itself")
     url_var = draft.db_url_env.get(svc_name)
@@ -1315,12 +1421,22 @@ def _accessory(svc_name: str, svc: dict[str, Any], image_key: str, file_keys: li
             secrets.append(key)
         draft.need(key, hint)
 
+    mounts = _mount_secrets(svc_name, svc, draft)
+    for mounted in mounts.values():
+        if mounted is not None and mounted not in secrets:
+            secrets.append(mounted)
     for key, value in entries:
+        handled, path = _secret_path_env(svc_name, key, value, mounts, draft)
+        if handled:
+            if path is not None:
+                env[key] = path
+            continue
         if value is None:
             secret(key, "compose passed it through from the shell")
             continue
         ref = _pure_ref(value)
-        hint = f"the value of {ref}" if ref and ref != key else None
+        hint = f"the value of {ref}" if ref and ref != key else \
+            None if "$" in value or not value else "compose had the value written out"
         if _looks_secret(key):
             secret(key, hint)
             continue
@@ -1448,7 +1564,9 @@ def convert_sources(sources: list[ComposeSource], app: str | None = None,
     drafts = [_analyse(s, env_name, app_name, output_dir) for s, env_name in zip(sources, names, strict=True)]
     doc, notes = _assemble(app_name, drafts)
     secrets = {d.environment: list(d.secret_files) for d in drafts if d.secret_files}
+    _file_secrets(drafts, doc, notes)
     notes += _secret_notes(drafts, doc)
+    notes += _file_secret_notes(drafts)
     text = _dump(doc, [s.name for s in sources])
     parse_config(text, "headway.yml")  # the result must load; a failure here is a bug worth reporting
     return ComposeConversion(yaml_text=text, notes=notes, secrets=secrets)
@@ -1685,7 +1803,8 @@ def _secret_notes(drafts: list[_Draft], doc: CommentedMap) -> list[str]:
     for d in drafts:
         target = f".headway/secrets.{d.environment}"
         defined = {**dict(doc.get("env", {})), **dict(doc["environments"][d.environment].get("env", {}))}
-        acc_secrets = {s for a in doc.get("accessories", {}).values() for s in a.get("secrets", [])}
+        acc_secrets = {s for a in doc.get("accessories", {}).values() for s in a.get("secrets", [])
+                       if s not in d.file_secrets}
         needed = {n: h for n, h in d.needed.items()
                   if n in acc_secrets or n not in defined or "${" in defined[n]}
         needed.update({n: None for n in acc_secrets if n not in needed})
@@ -1706,7 +1825,90 @@ def _secret_notes(drafts: list[_Draft], doc: CommentedMap) -> list[str]:
             verb = "also add" if d.secret_files else "create it with"
             hints = [f"{n} ({needed[n]})" if needed[n] else n for n in missing]
             notes.append(f"{d.environment}: {target}: {verb} {', '.join(hints)}; "
-                         "these values were not copied into headway.yml")
+                         f"these values were not copied into headway.yml (`headway secrets set NAME -e "
+                         f"{d.environment}` sets one, `headway secrets generate NAME -e {d.environment}` a new "
+                         "random one)")
+    return notes
+
+
+def _file_secrets(drafts: list[_Draft], doc: CommentedMap, notes: list[str]) -> None:
+    """Compose secrets as `secrets: {NAME: {as: file}}`; and, when there are any, each role names the secrets it
+    gets, as each compose service had its own (a role without `secrets:` would get every one)."""
+    names = list(dict.fromkeys(n for d in drafts for n in d.file_secrets))
+    if not names:
+        return
+    specs = CommentedMap()
+    for name in names:
+        spec = CommentedMap({"as": "file"})
+        spec.fa.set_flow_style()
+        specs[name] = spec
+    doc.insert(list(doc).index("roles") + 1, "secrets", specs)
+    if not any(files for d in drafts for files in d.role_files.values()):
+        notes.append("compose secrets become `as: file` secrets (" + ", ".join(names) + f") at {SECRETS_MOUNT}/NAME, "
+                     "with NAME_FILE set")
+        return
+    url_vars = _database_url_vars(doc)
+    lists: dict[str, list[str]] = {r: [] for r in doc["roles"]}
+    own: dict[str, dict[str, list[str]]] = {}  # environment -> role -> the secrets its own compose file gave it
+    for d in drafts:
+        mine = own.setdefault(d.environment, {})
+        for role, files in d.role_files.items():
+            mine.setdefault(role, []).extend(files)
+        env = {**dict(doc.get("env", {})), **dict(doc["environments"][d.environment].get("env", {}))}
+        for role, needs in d.role_needs.items():
+            defined = {*env, *dict(doc["roles"][role].get("env", {}))}
+            mine.setdefault(role, []).extend(
+                n for n in needs if n not in defined and n not in url_vars and n not in names
+                and not (n in d.db_refs and _looks_secret(n) and n not in d.needed))
+        for role, role_secrets in mine.items():
+            lists[role] += role_secrets
+    for role, role_secrets in lists.items():
+        lists[role] = list(dict.fromkeys(role_secrets))
+        doc["roles"][role]["secrets"] = _flow(lists[role])
+    for env_name, mine in own.items():
+        for role, role_secrets in lists.items():
+            others = [n for n in role_secrets if n not in mine.get(role, [])]
+            if others and role in mine:
+                notes.append(f"{env_name}: roles.{role}.secrets names {', '.join(others)} for another environment; "
+                             f"give {'them' if len(others) > 1 else 'it'} a value in .headway/secrets.{env_name} "
+                             "too (headway refuses to deploy a role without the secrets it names)")
+    notes.append("compose secrets become `as: file` secrets (" + ", ".join(names) + f") at {SECRETS_MOUNT}/NAME, "
+                 "with NAME_FILE set; each role names the secrets it gets, as each compose service did ("
+                 + "; ".join(f"{r}: {', '.join(v) if v else 'none'}" for r, v in lists.items()) + ")")
+
+
+_MULTILINE = {".pem", ".key", ".crt", ".cer", ".der", ".p12", ".pfx", ".json", ".asc", ".gpg"}
+
+
+def _file_secret_notes(drafts: list[_Draft]) -> list[str]:
+    """What to run to give each `as: file` secret its value in each environment (the values are never read)."""
+    notes = []
+    for d in drafts:
+        if not d.file_secrets:
+            continue
+        env, commands, files = d.environment, [], False
+        for name, source in d.file_secrets.items():
+            spec = d.top_secrets.get(source)
+            spec = spec if isinstance(spec, dict) else {}
+            if spec.get("file") and not spec.get("external"):
+                file = d.root / str(spec["file"])
+                if file.suffix.lower() in _MULTILINE:
+                    commands.append(f"for {name}, likely several lines ({file.name}), which a line of the file "
+                                    f"cannot hold: `from: cat {shlex.quote(str(file))}` under secrets.{name}")
+                    continue
+                files = True
+                commands.append(f"`headway secrets set {name} -e {env} < {shlex.quote(str(file))}`")
+            elif spec.get("environment"):
+                variable = str(spec["environment"])
+                commands.append(f'`printf %s "${variable}" | headway secrets set {name} -e {env}`')
+            else:
+                how = "external in compose" if spec.get("external") else "not declared under compose's `secrets:`"
+                commands.append(f"`headway secrets set {name} -e {env}` ({how}; or `headway secrets generate "
+                                f"{name} -e {env}` for a new random value)")
+        notes.append(f"{env}: .headway/secrets.{env}: give the file secrets their values, which were not copied: "
+                     + ", ".join(commands)
+                     + ("; a value is one line: for a file of several lines write "
+                        "`secrets: {NAME: {as: file, from: cat FILE}}` instead" if files else ""))
     return notes
 
 

@@ -18,7 +18,9 @@ _PLACEHOLDER = "__APP__"
 _TEMPLATE = """\
 # headway.yml: how headway builds, releases and runs __APP__.
 # Durations take 500ms, 5s, 2m or 1h; a bare number means seconds.
-# Secret values never go in this file: put them in .headway/secrets.<environment> (KEY=value, chmod 600).
+# Secret values never go in this file: they live in .headway/secrets.<environment> (KEY=value, chmod 600), set
+# with `headway secrets set NAME -e ENV` (the value from stdin or a hidden prompt) or `headway secrets generate
+# NAME -e ENV` (a strong random value, never printed); `headway secrets list -e ENV` shows who gets what.
 
 # The app's name: lower-case letters, digits and dashes; it prefixes containers, volumes and images.
 app: __APP__
@@ -41,6 +43,7 @@ roles:
     command: npm start       # overrides the image's CMD; leave out to use the image's own
     replicas: 2              # containers per environment (override per environment below)
     stop_timeout: 10s        # grace period between SIGTERM and SIGKILL
+    # secrets: [JWT_SECRET, POSTGRES_PASSWORD]   # only these secrets; a role without the list gets every one
     health:                  # new containers get traffic only after this check passes
       path: /health          # HTTP path requested on each new container
       interval: 1s           # time between attempts
@@ -54,6 +57,15 @@ roles:
     health:
       stays_running: 10s     # healthy once it has run this long without exiting
       # command: ./bin/worker-healthcheck   # or: a command that exits 0 when healthy
+    # secrets: [STRIPE_KEY]   # only this one; ${POSTGRES_PASSWORD} in `env:` below is filled in all the same
+
+# Secrets: each one is an env var of the roles that get it, unless declared here as a file. `as: file` puts it
+# in /run/secrets/NAME (read-only, in memory) and sets NAME_FILE=/run/secrets/NAME instead, so it never shows in
+# `docker inspect`; `from:` takes the value from a command at deploy time instead of the secrets file.
+# A new random one: `headway secrets generate JWT_SECRET -e production` (and -e staging).
+# secrets:
+#   JWT_SECRET: {as: file}   # the app reads the file named by $JWT_SECRET_FILE
+#   STRIPE_KEY: {from: "op read op://production/stripe/secret-key"}   # printed by a password manager's CLI
 
 # Release command: runs once per deploy in a one-off container of the new image, before traffic moves.
 # If it fails, the deploy stops and the running release is untouched. Typical migrations:
@@ -67,7 +79,7 @@ accessories:
     env:                     # plain settings for the accessory
       POSTGRES_USER: __APP__
       POSTGRES_DB: __APP__
-    secrets:                 # names of values taken from the secrets file, passed as env
+    secrets:                 # names from the secrets file, passed as env (as files with `as: file` above)
       - POSTGRES_PASSWORD
     volumes:                 # NAME:/path, one named volume per environment; survives deploys
       - data:/var/lib/postgresql/data
