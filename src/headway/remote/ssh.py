@@ -118,8 +118,14 @@ class SshSession:
                            f"add your public key to ~{self.address.user}/.ssh/authorized_keys on the server, or "
                            "give the key with --ssh-key FILE (or HEADWAY_SSH_KEY)") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise SshError(f"cannot reach {where}: {exc or type(exc).__name__}",
-                           "check the address and that sshd runs there (`ssh " + where + "` must work)") from None
+            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+                reason = f"nothing accepts connections on port {self.address.port}"
+            else:
+                reason = str(exc) or type(exc).__name__
+            port = "" if self.address.port == 22 else f"-p {self.address.port} "
+            ssh = f"ssh {port}{self.address.user}@{self.address.host}"
+            raise SshError(f"cannot reach {where}: {reason}",
+                           f"check the address and that sshd runs there (`{ssh}` must work)") from None
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
