@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from headway.archive import extract
 from headway.config.model import ImageBuild
 from headway.errors import ConfigError, HeadwayError
 from headway.release.version import check_version, commit_version, timestamp_version
@@ -352,7 +353,7 @@ def _archive(item: Export, into: Path) -> None:
             tar_failed = tar.stderr.strip() if tar.returncode != 0 else ""
         else:
             with tarfile.open(fileobj=git.stdout, mode="r|") as tf:
-                tf.extractall(into, filter="tar")
+                extract(tf, into, links=True)
     finally:
         git.stdout.close()
         err = git.stderr.read().decode(errors="replace").strip()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from headway import __version__
+from headway.archive import extract
 from headway.errors import ConfigError, HeadwayError
 
 ON_SERVER_ENV = "HEADWAY_ON_SERVER"  # set by remote-run: this process is the server side of a forwarded command
@@ -290,7 +291,7 @@ def run_bundle(stdin: IO[bytes], args: list[str], *, expect_version: str, fetche
     where = bundle_dir()
     try:
         with tarfile.open(fileobj=stdin, mode="r|") as tar:
-            tar.extractall(where, filter="data")
+            extract(tar, where)
         secrets_dir = where / ".headway"
         if secrets_dir.is_dir():
             os.chmod(secrets_dir, 0o700)
