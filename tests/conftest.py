@@ -28,8 +28,14 @@ pytest_plugins = ["tests.integration.db_support"]  # databases and an S3 server 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that restart the Docker daemon run last, so nothing else sees the daemon go away."""
+    """Tests that restart the Docker daemon run last, so nothing else sees the daemon go away (scripts/test.sh runs
+    them on their own, after the others). With several workers (pytest-xdist, --dist loadgroup) the tests of one
+    file stay on one worker, sharing its fixtures, and the test servers of tests/remote are made once."""
     items.sort(key=lambda item: item.get_closest_marker("restarts_dockerd") is not None)
+    for item in items:
+        path = Path(str(item.fspath))
+        group = "remote" if "remote" in path.parts else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def free_port() -> int:

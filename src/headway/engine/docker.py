@@ -364,6 +364,26 @@ class DockerEngine:
         container.reload()
         return dict(container.attrs["State"])
 
+    def last_exit_code(self, container: Container) -> int | None:
+        """The exit code of the container's last exit, also once the engine restarted it (its state then says 0):
+        from the engine's `die` events since it was created."""
+        created = container.attrs.get("Created", "")
+        try:
+            since = int(time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))) - time.timezone - 1 \
+                if created else int(time.time()) - 3600
+        except ValueError:
+            since = int(time.time()) - 3600
+        code = None
+        try:
+            for event in self.client.events(since=since, until=int(time.time()) + 1, decode=True,
+                                            filters={"container": container.id, "event": "die"}):
+                value = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+                if value is not None:
+                    code = int(value)
+        except (_errors().DockerException, ValueError):
+            return None
+        return code
+
     def ip_address(self, container: Container, network: str | None = None) -> str | None:
         container.reload()
         nets = container.attrs["NetworkSettings"]["Networks"]

@@ -144,8 +144,9 @@ class HealthGate:
         state = self.engine.state(container)
         restarts = int(container.attrs.get("RestartCount", 0) or 0)
         if restarts:  # the engine restarted it: it exited at least once since headway started it
-            return (f"container exited with code {state.get('ExitCode')} and was restarted {restarts} time(s) "
-                    "(a crash loop)")
+            code = state.get("ExitCode") if not state.get("Running") else self.engine.last_exit_code(container)
+            return (f"container exited with code {code if code is not None else 'unknown'} and was restarted "
+                    f"{restarts} time(s) (a crash loop)")
         if state.get("Running"):
             return None
         if state.get("Restarting") or state.get("Status") == "restarting":
