@@ -43,9 +43,11 @@ class Context:
 
     def forward_if_remote(self, environment: str) -> None:
         """An environment on a server: the command runs there (over SSH), and this process exits with its status."""
-        from headway.remote.forward import forward, remote_host
+        from headway.remote.where import remote_host
 
         if remote_host(self.config, environment) is not None:
+            from headway.remote.forward import forward
+
             sys.exit(forward(environment, config=self.config, ssh_key=self.ssh_key,
                              accept_host_key=self.accept_host_key))
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from headway.config.model import CommandHealth, Resources
 from headway.config.resolve import Target
-from headway.engine import exec_stream
 from headway.data.credentials import Credentials, credentials_path, load_or_create
 from headway.data.engines import DIALECTS, Dialect, Endpoint
 from headway.data.schema import BackupPolicy, Database, Pitr, S3Storage, url_env_of
@@ -339,6 +338,8 @@ class Databases:
 
     def run_sql(self, dialect: Dialect, container_id: str, sql: str, database: str, ep: Endpoint) -> list[list[str]]:
         """Rows of a query, run with the engine's own client; an error names the database, never a password."""
+        from headway.engine import exec_stream  # the docker SDK loads when a database is first queried
+
         code, out, err = exec_stream.run(self.engine.client, container_id, dialect.sql_argv(ep, database, sql),
                                          env=dialect.tool_env(ep))
         if code != 0:

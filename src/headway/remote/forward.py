@@ -27,7 +27,7 @@ from headway import __version__
 from headway.archive import extract
 from headway.errors import ConfigError, HeadwayError
 
-ON_SERVER_ENV = "HEADWAY_ON_SERVER"  # set by remote-run: this process is the server side of a forwarded command
+from headway.remote.where import ON_SERVER_ENV, remote_host  # noqa: F401 - remote_host: part of this interface
 BUNDLE_SOURCE_ENV = "HEADWAY_SOURCE"  # "bundle": the build contexts were exported and checked where sent from
 BUILDING = {"deploy", "build"}
 _SOURCE_FLAGS = {"--ref": True, "--dirty": False, "--force": False}  # flag -> takes a value
@@ -35,23 +35,6 @@ _GLOBAL_FLAGS = {"-c": True, "--config": True, "--state-dir": True, "--ssh-key":
                  "--host": True}
 _NOT_INSTALLED = 127
 _SCRIPT = 'command -v headway >/dev/null 2>&1 || exit 127; exec headway "$@"'
-
-
-def remote_host(config_path: str | Path | None, environment: str) -> str | None:
-    """The SSH address of `environment`'s server, or None when it runs here (or on the server itself)."""
-    if os.environ.get(ON_SERVER_ENV) == "1":
-        return None
-    from headway.config.loader import find_config, load_config
-
-    path = find_config(explicit=config_path)
-    try:
-        if "@" not in path.read_text():  # no user@host anywhere: local, without parsing the file
-            return None
-    except OSError:
-        return None
-    config = load_config(path)
-    env = config.environments.get(environment)
-    return env.remote_host if env is not None else None
 
 
 def command_args(argv: list[str]) -> list[str]:
