@@ -24,11 +24,11 @@ from headway.proxy.nginx import Proxy
 from headway.proxy.routes import Route
 from headway.release.deployer import Deployer, Outcome
 from headway.release.report import Reporter
-from headway.release.source import Source, prepared_source
 from headway.release.version import check_version
 from headway.state.store import AppState, state_root
 
 if TYPE_CHECKING:
+    from headway.release.source import Source
     from headway.data.backup import BackupService
     from headway.release.quick import QuickSwitch
     from headway.data.restore import RestoreResult
@@ -76,6 +76,8 @@ class Headway:
                version: str | None = None) -> Iterator[Source]:
         """What a build reads, checked and exported (headway.release.source); the deployer builds from it until
         the block ends, then the exported tree is removed."""
+        from headway.release.source import prepared_source
+
         with prepared_source(self.target, ref=ref, dirty=dirty, force=force, version=version) as src:
             for note in src.notes:
                 self.deployer.report.info(note)

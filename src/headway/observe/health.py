@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import http.client
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -78,6 +77,8 @@ class HealthGate:
         if not targets:
             return []
         deadline = self.clock() + deadline_s
+        from concurrent.futures import ThreadPoolExecutor  # threads (and logging) load with the first gate
+
         with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
             return list(pool.map(lambda t: self.wait_one(t, deadline), targets))
 

@@ -29,7 +29,6 @@ from headway.errors import (
     ProxyError,
     ReleaseCommandFailed,
 )
-from headway.observe.health import HealthGate, HealthResult, HealthTarget
 from headway.proxy.nginx import Proxy
 from headway.proxy.routes import Route, RouteCanary, RouteEdge, RouteMaintenance, RoutePath, RouteTls, peer_address
 from headway.release.plan import DeployPlan, plan_deploy, plan_from_data, plan_to_data, rollback_candidate
@@ -43,6 +42,7 @@ from headway.release.hooks import DeployHooks, NoHooks
 from headway.state.store import AppState, Current, ReleaseRecord, now_iso, operator
 
 if TYPE_CHECKING:
+    from headway.observe.health import HealthGate, HealthResult, HealthTarget
     from headway.engine.base import Engine
     from headway.engine.base import Container
 
@@ -62,13 +62,22 @@ class Deployer:
         self.proxy = proxy
         self.state = state
         self.report: Reporter = reporter or RecordingReporter()
-        self.gate = HealthGate(engine)
+        self._gate_: HealthGate | None = None
         self.network = L.network_name(target.app, target.environment)
         self.journal = Journal(state.dir)
         self._tls: RouteTls | None = None  # set by the certificate step of a deploy
         self.secret_files = SecretFiles(engine, target.app, target.environment)  # `as: file` secrets
         # where image build contexts are read from: the app's directory, or a checkout of the ref being deployed
         self.build_root = target.root
+
+    @property
+    def gate(self) -> HealthGate:
+        """The health gate, loaded when a command first checks containers (status never does)."""
+        if self._gate_ is None:
+            from headway.observe.health import HealthGate
+
+            self._gate_ = HealthGate(self.engine)
+        return self._gate_
 
     # -- queries ----------------------------------------------------------------------------------------
     def containers(self, deploy: int | None = None, role: str | None = None,
@@ -350,7 +359,7 @@ class Deployer:
         targets = []
         for c in containers:
             role = self.t.roles[c.labels[L.ROLE]]
-            targets.append(HealthTarget(container=c, role=role.name, health=role.health, port=role.port,
+            targets.append(_health_target()(container=c, role=role.name, health=role.health, port=role.port,
                                         network=self.network, host_header=self.t.domains[0] if self.t.domains
                                         else None))
         results = self.gate.wait_all(targets, self.t.deploy.health_deadline)
@@ -532,7 +541,7 @@ class Deployer:
                 self._write_secret_files(container, files)
             self.engine.start(container)
             pending.append((container, acc))
-        targets = [HealthTarget(container=c, role=a.name, health=a.health, port=None, network=self.network)
+        targets = [_health_target()(container=c, role=a.name, health=a.health, port=None, network=self.network)
                    for c, a in pending]
         failed = [r for r in self.gate.wait_all(targets, self.t.deploy.health_deadline) if not r.healthy]
         if failed:
@@ -911,6 +920,12 @@ class Deployer:
                         v.remove(force=True)
             self.state.forget()
         return removed
+
+
+def _health_target() -> type[HealthTarget]:
+    from headway.observe.health import HealthTarget
+
+    return HealthTarget
 
 
 def _health_message(failed: list[HealthResult]) -> str:
