@@ -108,3 +108,10 @@ def test_locations_are_longest_first_and_exempt_paths_find_their_role() -> None:
         ("/health", "web"), ("/api/health", "api"), ("/api/admin/up", "admin")]
     bare = Route(app="t", environment="p", release="v", deploy=1)
     assert [(p.role, p.path) for p in bare.locations] == [("", "/")]
+
+
+def test_an_app_image_no_role_uses_is_not_a_build_source(tmp_path: Path) -> None:
+    from headway.release.source import target_builds
+
+    builds = target_builds(target(TRACKER, tmp_path))
+    assert sorted(b.dockerfile for b in builds) == ["Dockerfile.backend", "Dockerfile.frontend"]

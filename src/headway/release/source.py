@@ -144,11 +144,14 @@ def _repo_dir(stderr: str, root: Path) -> str:
 
 # -- planning ---------------------------------------------------------------------------------------------
 def target_builds(target: Target) -> list[ImageBuild]:
-    """Every image of `target` that headway builds (the app's and each role's own)."""
+    """Every image of `target` that headway builds: the ones a release runs (the app's `image` only when a role or
+    the release command uses it)."""
+    from headway.release.images import plan_images
+
     builds: list[ImageBuild] = []
-    for spec in [target.config.image, *(r.image for r in target.roles.values())]:
-        if isinstance(spec, ImageBuild) and spec not in builds:
-            builds.append(spec)
+    for job in plan_images(target, "source").jobs:
+        if job.build is not None and job.build not in builds:
+            builds.append(job.build)
     return builds
 
 
