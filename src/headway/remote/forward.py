@@ -21,13 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from headway import __version__
 from headway.archive import extract
 from headway.errors import ConfigError, HeadwayError
 
 from headway.remote.where import ON_SERVER_ENV, remote_host  # noqa: F401 - remote_host: part of this interface
+
+if TYPE_CHECKING:
+    from headway.remote.ssh import SshAddress
 BUNDLE_SOURCE_ENV = "HEADWAY_SOURCE"  # "bundle": the build contexts were exported and checked where sent from
 BUILDING = {"deploy", "build"}
 _SOURCE_FLAGS = {"--ref": True, "--dirty": False, "--force": False}  # flag -> takes a value
@@ -135,7 +138,7 @@ def forward(environment: str, *, config: str | None, ssh_key: str | None, accept
 
     from headway.config.loader import find_config, load_config
     from headway.config.resolve import resolve
-    from headway.remote.ssh import SshAddress, SshError, SshSession
+    from headway.remote.ssh import SshAddress
 
     config_path = find_config(explicit=config)
     cfg = load_config(config_path)
@@ -168,34 +171,36 @@ def forward(environment: str, *, config: str | None, ssh_key: str | None, accept
         stream, size = bundle.finish()
         for note in notes:
             sys.stderr.write(f"  {note}\n")
-        out, err = sys.stdout.buffer, sys.stderr.buffer
-        with SshSession(address, key_file=ssh_key, accept_host_key=accept_host_key) as ssh:
-            if source is not None:
-                sys.stderr.write(f"  sending {_size(size)} to {address} (headway.yml, secrets, build context)\n")
-                sys.stderr.flush()
-            code = ssh.run(["sh", "-c", _SCRIPT, "headway", "remote-run", "--expect-version", __version__,
-                            "--fetched", ",".join(fetched), "--", *args],
-                           stdin=stream, on_stdout=_sink(out), on_stderr=_sink(err))
-    if code == _NOT_INSTALLED:
-        raise SshError(f"headway is not installed on {address}",
-                       f"run `headway server bootstrap {address}` once: it installs Docker and this headway there")
-    return code
+        announce = f"  sending {_size(size)} to {address} (headway.yml, secrets, build context)\n" \
+            if source is not None else ""
+        return _run_on_server(address, args, stream, fetched=fetched, ssh_key=ssh_key,
+                              accept_host_key=accept_host_key, announce=announce)
 
 
 def forward_to_host(host: str, *, ssh_key: str | None, accept_host_key: bool, argv: list[str] | None = None) -> int:
     """`headway --host user@host COMMAND…`: run a command that is not about one environment (`proxy boot`,
     `proxy status`…) on that server."""
-    from headway.remote.ssh import SshAddress, SshError, SshSession
+    from headway.remote.ssh import SshAddress
 
-    address = SshAddress.parse(host)
-    args = command_args(list(sys.argv[1:] if argv is None else argv))
-    args = [a for i, a in enumerate(args) if not (a == "--host" or a.startswith("--host=") or
-                                                  (i > 0 and args[i - 1] == "--host"))]
+    args = command_args(list(sys.argv[1:] if argv is None else argv))  # --host is a global option: not sent
     stream, _ = Bundle(Path.cwd()).finish()
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    return _run_on_server(SshAddress.parse(host), args, stream, fetched=[], ssh_key=ssh_key,
+                          accept_host_key=accept_host_key)
+
+
+def _run_on_server(address: SshAddress, args: list[str], stream: IO[bytes], *, fetched: list[str],
+                   ssh_key: str | None, accept_host_key: bool, announce: str = "") -> int:
+    """`headway remote-run … -- ARGS` on the server with `stream` (a bundle) on its stdin; its exit status, its
+    output streamed here."""
+    from headway.remote.ssh import SshError, SshSession
+
     with SshSession(address, key_file=ssh_key, accept_host_key=accept_host_key) as ssh:
-        code = ssh.run(["sh", "-c", _SCRIPT, "headway", "remote-run", "--expect-version", __version__, "--",
-                        *args], stdin=stream, on_stdout=_sink(out), on_stderr=_sink(err))
+        if announce:  # once connected: the bytes are about to go
+            sys.stderr.write(announce)
+            sys.stderr.flush()
+        code = ssh.run(["sh", "-c", _SCRIPT, "headway", "remote-run", "--expect-version", __version__,
+                        "--fetched", ",".join(fetched), "--", *args],
+                       stdin=stream, on_stdout=_sink(sys.stdout.buffer), on_stderr=_sink(sys.stderr.buffer))
     if code == _NOT_INSTALLED:
         raise SshError(f"headway is not installed on {address}",
                        f"run `headway server bootstrap {address}` once: it installs Docker and this headway there")
