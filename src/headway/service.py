@@ -47,7 +47,7 @@ class Headway:
              reporter: Reporter | None = None, engine: DockerEngine | None = None) -> Headway:
         target = load_target(environment, config)
         root = Path(state_dir) if state_dir else state_root()
-        engine = engine or DockerEngine()
+        engine = engine or _engine_for(target)
         proxy = Proxy(engine, root)
         state = AppState(root, target.app, target.environment)
         hooks = _DataHooksOnUse() if target.config.databases else None
@@ -61,6 +61,7 @@ class Headway:
                ref: str | None = None, dirty: bool = False, force: bool = False) -> Outcome:
         """Deploy a release built from the committed HEAD (or `ref`, or the working tree when `dirty`), or the
         images CI pushed as `image_tag`. See headway.release.source for the checks."""
+        self._warn_machines_down()
         if image_tag is not None:
             if ref is not None or dirty:
                 raise ConfigError("--image-tag deploys images built elsewhere; --ref and --dirty choose what is "
@@ -70,6 +71,13 @@ class Headway:
                                         image_tag=image_tag)
         with self.source(ref=ref, dirty=dirty, force=force, version=version) as src:
             return self.deployer.deploy(src.version, wait=wait)
+
+    def _warn_machines_down(self) -> None:
+        """On a swarm: the release runs on the machines that are up; say which are not, and what to do."""
+        down: list[str] = getattr(self.engine, "machines_down", lambda: [])()
+        for name in down:
+            self.deployer.report.info(f"warning: swarm machine {name} is down; the release runs on the others "
+                                      "(bring it back, or `docker node rm` it on the manager if it is gone)")
 
     @contextmanager
     def source(self, *, ref: str | None = None, dirty: bool = False, force: bool = False,
@@ -285,6 +293,21 @@ class Headway:
         finally:
             if files:
                 secret_files.remove(name)
+
+
+def _engine_for(target: Target) -> DockerEngine:
+    """The local engine, or the swarm's when the environment runs on one (this host is its manager)."""
+    swarm = target.config.environments[target.environment].swarm
+    if swarm is None:
+        return DockerEngine()
+    from headway.engine.swarm import SwarmEngine
+    from headway.release.images import registry_auth
+
+    assert target.config.registry is not None  # the config requires one for a swarm
+    engine = SwarmEngine(registry=target.config.registry.server, auth=registry_auth(target),
+                         constraints=swarm.constraints)
+    engine.require_manager()
+    return engine
 
 
 class _DataHooksOnUse:

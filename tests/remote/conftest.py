@@ -83,6 +83,12 @@ def _remove_stale_servers() -> None:
         cid, _, pid = line.partition(" ")
         if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
             _docker("rm", "-fv", cid, check=False)
+    out = _docker("network", "ls", "--filter", f"label={LABEL}", "--format",
+                  f'{{{{.ID}}}} {{{{.Label "{PID_LABEL}"}}}}', check=False).stdout.decode()
+    for line in out.splitlines():
+        nid, _, pid = line.partition(" ")
+        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+            _docker("network", "rm", nid, check=False)
 
 
 @dataclass
@@ -175,12 +181,15 @@ def _wait_for_sshd(port: int, container: str) -> None:
     raise RuntimeError(f"sshd of the test server did not answer on 127.0.0.1:{port} ({last})")
 
 
-def start_server(keys: SshKeys, session_id: str, *, publish: tuple[int, ...] = ()) -> RemoteServer:
+def start_server(keys: SshKeys, session_id: str, *, publish: tuple[int, ...] = (), network: str | None = None,
+                 name: str | None = None) -> RemoteServer:
     image = server_image()
-    name = f"headway-test-server-{uuid.uuid4().hex[:8]}"
+    name = name or f"headway-test-server-{uuid.uuid4().hex[:8]}"
     args = ["run", "-d", "--name", name, "--hostname", name, "-l", f"{LABEL}={session_id}",
             "-l", f"{PID_LABEL}={os.getpid()}", *RUN_FLAGS, "-e", f"AUTHORIZED_KEY={keys.public_key}",
             "-p", "127.0.0.1::22"]
+    if network:
+        args += ["--network", network]
     for port in publish:
         args += ["-p", f"127.0.0.1::{port}"]
     container = _docker(*args, image).stdout.decode().strip()
@@ -277,3 +286,117 @@ def docker_server(ssh_keys: SshKeys, server_session_id: str, _servers: list[Remo
     sys.stderr.write(f"\n[docker_server] bootstrap {server.bootstrap_seconds:.0f}s, images "
                      f"{' '.join(DOCKER_SERVER_IMAGES)} loaded in {server.images_seconds:.0f}s\n")
     return server
+
+
+# -- a swarm of test servers ------------------------------------------------------------------------------
+REGISTRY_USER, REGISTRY_PASSWORD = "swarm", f"registry-{uuid.uuid4().hex}"
+SWARM_MANAGER_IMAGES = ("python:3.11-slim", "openresty/openresty:bookworm", "postgres:15", "redis:7")
+
+
+@dataclass
+class Swarm:
+    """Bootstrapped test servers on one Docker network of their own (the machines' LAN) and a real registry
+    (Debian's docker-registry, htpasswd auth) on that network's gateway, which every machine's engine trusts
+    over plain HTTP. `headway swarm init` is the tests' to run."""
+
+    network: str
+    servers: list[RemoteServer]
+    registry: str  # host:port, as the machines and headway on the manager reach it
+    registry_password: str = REGISTRY_PASSWORD
+    registry_process: subprocess.Popen[bytes] | None = None
+    setup_seconds: float = 0.0
+
+    @property
+    def manager(self) -> RemoteServer:
+        return self.servers[0]
+
+    @property
+    def nodes(self) -> list[RemoteServer]:
+        return self.servers[1:]
+
+    def ip(self, server: RemoteServer) -> str:
+        return _docker("inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{self.network}\").IPAddress}}}}",
+                       server.container).stdout.decode().strip()
+
+
+def _gateway(network: str) -> str:
+    return _docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", network).stdout.decode().strip()
+
+
+def _start_registry(root: Path, address: str) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise RuntimeError("docker-registry is not installed (scripts/bootstrap.sh installs it)")
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port = s.getsockname()[1]
+    htpasswd = subprocess.run(["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD], capture_output=True, text=True,
+                              check=True)
+    (root / "htpasswd").write_text(htpasswd.stdout)
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{address}:{port}'}}\n"
+        f"auth: {{htpasswd: {{realm: headway-tests, path: {root / 'htpasswd'}}}}}\n")
+    log = open(root / "log", "wb")  # noqa: SIM115 - the registry's log for the whole session
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return proc, f"{address}:{port}"
+        except OSError:
+            time.sleep(0.05)  # the registry's start-up, polled
+    proc.terminate()
+    raise RuntimeError(f"the registry did not start: {(root / 'log').read_text()[-2000:]}")
+
+
+def start_swarm(keys: SshKeys, session_id: str, root: Path, count: int = 3) -> Swarm:
+    t0 = time.monotonic()
+    network = f"headway-test-lan-{uuid.uuid4().hex[:8]}"
+    _docker("network", "create", "--label", f"{LABEL}={session_id}", "--label", f"{PID_LABEL}={os.getpid()}",
+            network)
+    swarm = Swarm(network, [], "")
+    try:
+        swarm.registry_process, swarm.registry = _start_registry(root, _gateway(network))
+        for i in range(count):
+            server = start_server(keys, session_id, publish=DOCKER_SERVER_PORTS if i == 0 else (), network=network,
+                                  name=f"headway-test-{'manager' if i == 0 else 'node'}-{uuid.uuid4().hex[:6]}")
+            swarm.servers.append(server)
+            # the registry speaks plain HTTP on the LAN: every engine is told so before bootstrap starts it
+            server.sh(f"mkdir -p /etc/docker && printf '%s' '{json.dumps({'insecure-registries': [swarm.registry]})}'"
+                      " > /etc/docker/daemon.json")
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            runs = list(pool.map(lambda s: s.cli("server", "bootstrap", str(s.address), "--json"), swarm.servers))
+        for server, run in zip(swarm.servers, runs, strict=True):
+            server.bootstrap = run
+            if run.returncode != 0:
+                raise RuntimeError(f"headway server bootstrap {server.name} failed:\n{run.stderr[-4000:]}")
+        swarm.manager.load_images(*SWARM_MANAGER_IMAGES)
+        swarm.setup_seconds = time.monotonic() - t0
+        return swarm
+    except BaseException:
+        stop_swarm(swarm)
+        raise
+
+
+def stop_swarm(swarm: Swarm) -> None:
+    for server in swarm.servers:
+        stop_server(server)
+    if swarm.registry_process is not None:
+        swarm.registry_process.terminate()
+        swarm.registry_process.wait(10)
+    _docker("network", "rm", swarm.network, check=False)
+
+
+@pytest.fixture(scope="session")
+def swarm_servers(ssh_keys: SshKeys, server_session_id: str, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Swarm]:
+    """Three bootstrapped servers on their own LAN and a registry (see Swarm); not yet a swarm."""
+    _remove_stale_servers()
+    swarm = start_swarm(ssh_keys, server_session_id, tmp_path_factory.mktemp("swarm"))
+    sys.stderr.write(f"\n[swarm_servers] three servers bootstrapped, images loaded in {swarm.setup_seconds:.0f}s\n")
+    yield swarm
+    stop_swarm(swarm)

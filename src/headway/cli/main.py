@@ -64,7 +64,8 @@ class LazyGroup(click.Group):
     """Command groups that live in their own modules load when they are used (`headway db …`), not at start."""
 
     lazy = {"db": "headway.cli.db:db", "tls": "headway.cli.tls:tls", "secrets": "headway.cli.secrets:secrets",
-            "render": "headway.cli.manifests:render", "server": "headway.cli.server:server"}
+            "render": "headway.cli.manifests:render", "server": "headway.cli.server:server",
+            "swarm": "headway.cli.swarm:swarm"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

@@ -333,8 +333,29 @@ class EdgeOptions(Strict):
         return v
 
 
+class Swarm(Strict):
+    """An environment on a Docker Swarm: `hosts` names its manager, where headway, its proxy and the databases run."""
+
+    nodes: list[str] = Field(default_factory=list,
+                             description="user@host[:port] of the other machines, joined by `headway swarm init`")
+    advertise: str | None = Field(None, description="the manager's address the nodes reach (default: its route)")
+    constraints: dict[str, list[str]] = Field(default_factory=dict,
+                                              description="role -> placement constraints, e.g. node.role==worker")
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if not _SSH_HOST.match(host) or host in ("local", "localhost"):
+                raise ValueError(f"swarm node {host!r}: write user@host[:port], e.g. deploy@203.0.113.8")
+        if len(set(v)) != len(v):
+            raise ValueError("a swarm node is listed twice")
+        return v
+
+
 class Environment(Strict):
     hosts: list[str] = Field(default_factory=lambda: ["local"])
+    swarm: Swarm | None = Field(None, description="run the app roles as services across a Docker Swarm")
     branch: str | None = Field(None, description="the git branch deployed here; another ref needs --force")
     secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="overrides of `secrets:`")
     domains: list[str] = Field(default_factory=list)
@@ -368,8 +389,8 @@ class Environment(Strict):
         if not v:
             raise ValueError("name the host: `local` (this machine) or user@host[:port] (over SSH)")
         if len(v) > 1:
-            raise ValueError("one host per environment (several hosts: a Docker Swarm); e.g. hosts: "
-                             "[deploy@203.0.113.7]")
+            raise ValueError("one host per environment; several machines form a swarm: hosts: [the manager] "
+                             "and swarm: {nodes: [the others]}")
         for host in v:
             if host not in ("local", "localhost") and not _SSH_HOST.match(host):
                 raise ValueError(f"host {host!r}: write `local` or user@host[:port], e.g. deploy@203.0.113.7")
@@ -465,6 +486,20 @@ class AppConfig(Strict):
                              "release: {command: python -m app.migrate, role: api}")
         check_databases(self.databases, self.storage, set(self.roles) | set(self.accessories), set(self.env),
                         {n: (e.databases, e.storage) for n, e in self.environments.items()})
+        for env_name, env in self.environments.items():
+            if env.swarm is None:
+                continue
+            if self.registry is None:
+                raise ValueError(f"environments.{env_name} runs on a swarm: its nodes pull the images from a "
+                                 "registry; add e.g. registry: {server: registry.example.com}")
+            unknown = set(env.swarm.constraints) - set(self.roles)
+            if unknown:
+                raise ValueError(f"environments.{env_name}.swarm.constraints: unknown role "
+                                 f"{', '.join(sorted(unknown))} (roles: {', '.join(self.roles)})")
+            filed = sorted(n for n, s in {**self.secrets, **env.secrets}.items() if s.as_ == "file")
+            if filed:
+                raise ValueError(f"environments.{env_name} runs on a swarm, where `as: file` secrets are not "
+                                 f"delivered yet ({', '.join(filed)}); use `as: env` there")
         return self
 
     @property

@@ -146,9 +146,9 @@ class DeployerAppControl:
         health = role.health
         urls = []
         for c in d.containers(deploy=current.live, role=role.name, include_stopped=False):
-            ip = d.engine.ip_address(c, d.network)
-            if ip:
-                urls.append(f"http://{ip}:{role.port}{health.path}")
+            address = d.engine.endpoint(c, d.network, role.port or 80)
+            if address:
+                urls.append(f"http://{address}{health.path}")
         host = health.host or (d.t.domains[0] if d.t.domains else None)
         deadline = time.monotonic() + self.READY_DEADLINE_S
         reason = ""

@@ -1,8 +1,9 @@
 """The engine interface: what headway asks of the machine that runs its containers.
 
-`DockerEngine` (engine/docker.py, the docker SDK on the local engine) is the implementation today. A remote host
-over SSH and Docker Swarm are further implementations of the same interface; nothing outside `engine/` imports
-the docker SDK, and the release and proxy code type against `Engine`, not against the SDK.
+`DockerEngine` (engine/docker.py, the docker SDK on the local engine) runs everything on one host; `SwarmEngine`
+(engine/swarm.py) runs the app's containers as services across a swarm. A remote host is the same engines run by
+headway on that host (remote/forward.py). Nothing outside `engine/` imports the docker SDK, and the release and
+proxy code type against `Engine`, not against the SDK.
 
 A container is an opaque handle (`Container`): callers read only `.name`, `.id`, `.labels` and `.status` from it
 and pass it back to the engine.
@@ -59,7 +60,10 @@ class Engine(Protocol):
                resources: Resources | None = None,
                volumes: dict[str, dict[str, str]] | None = None, restart: bool | str = True,
                network_mode: str | None = None, ports: dict[str, int] | None = None,
-               fixed_address: bool = False, stop_signal: str | None = None) -> Container: ...
+               fixed_address: bool = False, stop_signal: str | None = None, serve_port: int | None = None,
+               health_command: list[str] | None = None, stop_timeout: float | None = None) -> Container: ...
+    # serve_port: the port the proxy reaches it on; health_command: the role's health command (an engine that
+    # cannot run commands everywhere checks it itself); stop_timeout: how long `stop` waits before SIGKILL
     def start(self, container: Container) -> None: ...
     # the container's stop signal (given at create, SIGTERM by default), then SIGKILL after `timeout` seconds
     def stop(self, container: Container, timeout: float) -> None: ...
@@ -67,6 +71,8 @@ class Engine(Protocol):
     def state(self, container: Container) -> dict[str, Any]: ...
     def last_exit_code(self, container: Container) -> int | None: ...
     def ip_address(self, container: Container, network: str | None = None) -> str | None: ...
+    # host:port at which this host (its proxy, its health gate) reaches `port` of the container; None: not yet
+    def endpoint(self, container: Container, network: str | None, port: int) -> str | None: ...
     def signal_main_process(self, container: Container, argv: list[str]) -> OneOffResult: ...
 
     # -- commands and output

@@ -309,9 +309,11 @@ class DockerEngine:
                resources: Resources | None = None,
                volumes: dict[str, dict[str, str]] | None = None, restart: bool | str = True,
                network_mode: str | None = None, ports: dict[str, int] | None = None,
-               fixed_address: bool = False, stop_signal: str | None = None) -> Container:
+               fixed_address: bool = False, stop_signal: str | None = None, serve_port: int | None = None,
+               health_command: list[str] | None = None, stop_timeout: float | None = None) -> Container:
         """`stop_signal` is what `stop` sends first (the engine's StopSignal), SIGKILL following after its
-        timeout."""
+        timeout. `serve_port` and `health_command` need nothing here: this host reaches the container's address
+        and runs the health command in it."""
         kwargs: dict[str, Any] = {}
         labels = dict(labels)
         if resources is not None:
@@ -393,6 +395,10 @@ class DockerEngine:
             if net.get("IPAddress"):
                 return str(net["IPAddress"])
         return None
+
+    def endpoint(self, container: Container, network: str | None, port: int) -> str | None:
+        ip = self.ip_address(container, network)
+        return f"{ip}:{port}" if ip else None
 
     def exec(self, container: Container, argv: list[str], *, timeout: float | None = None) -> OneOffResult:
         result: list[Any] = []

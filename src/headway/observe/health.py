@@ -113,10 +113,10 @@ class HealthGate:
         if health is None:
             return True, "running (no health check configured)"
         if isinstance(health, HttpHealth):
-            ip = self.engine.ip_address(target.container, target.network)
-            if ip is None:
-                return False, "container has no IP address yet"
-            url = f"http://{ip}:{target.port}{health.path}"
+            address = self.engine.endpoint(target.container, target.network, target.port or 80)
+            if address is None:
+                return False, "container has no address yet"
+            url = f"http://{address}{health.path}"
             return http_check(url, health.host or target.host_header, health.timeout, health.status)
         argv = health.argv or []
         result = self.engine.exec(target.container, argv, timeout=health.timeout)

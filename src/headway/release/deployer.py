@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from headway.config.model import HttpHealth
+from headway.config.model import CommandHealth, HttpHealth
 from headway.config.resolve import RoleSpec, Target
 from headway.engine import labels as L
 from headway.errors import (
@@ -332,7 +332,10 @@ class Deployer:
                            release=version, deploy=number, color=color, config_hash=self.t.config_hash())
             | (SecretFiles.label(list(files)) if files else {}),
             network=self.network, resources=role.resources, fixed_address=role.port is not None,
-            stop_signal=role.stop_signal, volumes=self.secret_files.mount(name) if files else None)
+            stop_signal=role.stop_signal, volumes=self.secret_files.mount(name) if files else None,
+            serve_port=role.port, stop_timeout=role.stop_timeout,
+            health_command=role.health.argv if isinstance(role.health, CommandHealth) and role.health.argv
+            else None)
         if files:
             self._write_secret_files(container, files)
         return container
@@ -395,8 +398,7 @@ class Deployer:
         role = self.t.roles.get(container.labels.get(L.ROLE, ""))
         if role is None or role.port is None:
             return None
-        ip = self.engine.ip_address(container, self.network)
-        return f"{ip}:{role.port}" if ip else None
+        return self.engine.endpoint(container, self.network, role.port)
 
     def _web_only(self, containers: list[Container]) -> list[Container]:
         """The containers of the roles that serve HTTP through the proxy."""

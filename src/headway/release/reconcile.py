@@ -68,6 +68,7 @@ class Reconciler:
             self.recover(op, served)
             served = self.served()
         self.follow_proxy(served)
+        self.follow_tasks(served)
         self.remove_debris(served)
         self.d.journal.compact()
         return self.notes
@@ -218,6 +219,27 @@ class Reconciler:
             update["maintenance"] = served.maintenance
         if update:
             d.state.set_current(current.model_copy(update=update))
+
+    def follow_tasks(self, served: ServedRoute | None) -> None:
+        """On an engine that moves containers between machines (a swarm whose machine died), the proxy follows
+        the live release's containers to where they run now. Only a running container is routed, never a
+        stopped one, and never during a canary (its own command decides)."""
+        d = self.d
+        if not getattr(d.engine, "moves_containers", False) or served is None or not served.peers:
+            return
+        if served.canary_deploy is not None and served.weight > 0:
+            return
+        route = d.proxy.routes.get(d.t.app, d.t.environment)
+        if route is None or route.deploy != served.deploy:
+            return
+        web = d._web_only(d.containers(deploy=served.deploy, include_stopped=False))
+        now = d._upstreams(web)
+        if not now or sorted(now) == sorted(route.upstreams):
+            return
+        d.proxy.set_route(route.model_copy(update={"upstreams": now}))
+        gone = sorted(set(route.upstreams) - set(now))
+        self.notes.append(f"the proxy follows deploy {served.deploy} to where its containers run now"
+                          + (f" (no longer {', '.join(gone)})" if gone else ""))
 
     def remove_debris(self, served: ServedRoute | None) -> None:
         """Containers no release needs: of deploys that never became good, one-off release/seed runs."""

@@ -24,6 +24,8 @@ VENV = "/opt/headway/venv"
 WHEEL_DIGEST = "/opt/headway/wheel.sha256"
 BIN = "/usr/local/bin/headway"
 FIREWALL_FILE = "/etc/headway/firewall.nft"
+FIREWALL_DIR = "/etc/headway/firewall.d"  # additions to the ruleset (the swarm's members)
+SWARM_PORTS = "30000-32767"  # the ports swarm tasks publish (engine/swarm.py PUBLISHED_PORTS)
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-headway.conf"
 AUTO_UPGRADES = "/etc/apt/apt.conf.d/20auto-upgrades"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -292,6 +294,10 @@ class Bootstrap:
             "table inet headway\n"
             "delete table inet headway\n"
             "table inet headway {\n"
+            "    set swarm_members {\n"
+            "        type ipv4_addr\n"
+            "        comment \"the machines of this host's swarm (headway swarm init)\"\n"
+            "    }\n"
             "    chain input {\n"
             "        type filter hook input priority 0; policy drop;\n"
             '        iif "lo" accept\n'
@@ -299,11 +305,21 @@ class Bootstrap:
             "        ct state invalid drop\n"
             '        iifname "docker0" accept\n'
             '        iifname "br-*" accept\n'
+            '        iifname "docker_gwbridge" accept\n'
             "        meta l4proto { icmp, ipv6-icmp } accept\n"
             "        udp dport { 68, 546 } accept comment \"DHCP replies\"\n"
             f"        tcp dport {{ {', '.join(map(str, tcp))} }} accept comment \"SSH {', '.join(map(str, ssh))}\"\n"
+            "        ip saddr @swarm_members tcp dport { 2377, 7946 } accept comment \"swarm control\"\n"
+            "        ip saddr @swarm_members udp dport { 7946, 4789 } accept comment \"swarm gossip, overlay\"\n"
             "    }\n"
-            "}\n")
+            "    chain forward {\n"
+            "        type filter hook forward priority 0; policy accept;\n"
+            "        ct state new meta l4proto tcp ct original proto-dst "
+            f"{SWARM_PORTS} ip saddr != @swarm_members drop "
+            "comment \"swarm tasks: reached by the swarm's proxy only\"\n"
+            "    }\n"
+            "}\n"
+            f"include \"{FIREWALL_DIR}/*.nft\"\n")
 
     def _firewall_check(self) -> str | None:
         wanted = self.firewall_ruleset()
@@ -324,7 +340,8 @@ class Bootstrap:
             self.server.sh(_APT_INSTALL + "apt_install nftables", what="installing nftables", timeout=900)
         candidate = FIREWALL_FILE + ".candidate"
         self.server.write(candidate, wanted, mode="0600")
-        self.server.sh(f"nft -c -f {candidate}", what="checking the firewall ruleset (nft -c)")
+        self.server.sh(f"mkdir -p {FIREWALL_DIR} && nft -c -f {candidate}",
+                       what="checking the firewall ruleset (nft -c)")
         include = f'include "{FIREWALL_FILE}"'
         self.server.sh(f"set -e\nmv -f {candidate} {FIREWALL_FILE}\nnft -f {FIREWALL_FILE}\n"
                        f"[ -f /etc/nftables.conf ] || printf '#!/usr/sbin/nft -f\\n' > /etc/nftables.conf\n"

@@ -84,6 +84,7 @@ class Bundle:
         info = self.tar.gettarinfo(str(path), arcname=name)
         info.uid = info.gid = 0
         info.uname = info.gname = ""
+        info.mtime = int(info.mtime)  # whole seconds: a fractional one costs a pax header (1 kB) per file
         if mode is not None:
             info.mode = mode
         with open(path, "rb") as fh:

@@ -17,6 +17,22 @@ local bit = require("bit")
 local dict = ngx.shared.headway
 local cached_version, cached_routes = nil, {}
 local next_index = {}
+-- a peer that failed to connect (or to answer in time) is passed over for DOWN_SECONDS while others remain;
+-- after that one request at a time tries it again until one gets an answer: a machine that died costs a slow
+-- (retried) request every few seconds, not one per round of the balancer
+local DOWN_SECONDS = 5
+local SUSPECT_SECONDS = 600
+local PROBE_SECONDS = 30
+
+local function passable(addr)
+    if dict:get("down:" .. addr) then
+        return false
+    end
+    if dict:get("suspect:" .. addr) then
+        return dict:add("probe:" .. addr, true, PROBE_SECONDS) == true
+    end
+    return true
+end
 
 -- peers as role -> list; a peer without a role ("ip:port") serves every path of its route
 local function peers_of(field)
@@ -197,7 +213,7 @@ function M.access(key, exempt, role)
     ngx.ctx.peers = peers
 end
 
--- balancer phase: round robin over the chosen peers; a retry moves to the next one
+-- balancer phase: round robin over the chosen peers (passing over those down); a retry moves to the next one
 function M.balance()
     local balancer = require("ngx.balancer")
     local ctx = ngx.ctx
@@ -209,11 +225,20 @@ function M.balance()
     if ctx.index == nil then
         local i = (next_index[ctx.key] or 0) % n + 1
         next_index[ctx.key] = i
+        for _ = 1, n do
+            if passable(peers[i].addr) then
+                break
+            end
+            i = i % n + 1
+        end
         ctx.index = i
         if n > 1 then
             balancer.set_more_tries(math.min(n, 3) - 1)
         end
     else
+        dict:set("down:" .. ctx.peer, true, DOWN_SECONDS) -- the try before this one failed
+        dict:set("suspect:" .. ctx.peer, true, SUSPECT_SECONDS)
+        dict:delete("probe:" .. ctx.peer)
         ctx.index = ctx.index % n + 1
     end
     local peer = peers[ctx.index]
@@ -250,6 +275,11 @@ function M.log()
     local peer = ngx.ctx.peer
     if peer then
         dict:incr("a:" .. peer, -1, 0)
+        local status = (ngx.var.upstream_status or ""):match("(%d+)%s*$")
+        if status and status ~= "502" and status ~= "504" then -- the last peer tried answered: it is up
+            dict:delete("suspect:" .. peer)
+            dict:delete("probe:" .. peer)
+        end
     end
 end
 
