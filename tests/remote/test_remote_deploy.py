@@ -29,7 +29,8 @@ def checkout(tmp_path: Path, docker_server):  # type: ignore[no-untyped-def]
     docker_server.load_images("postgres:15", "redis:7")
     name = f"rshop{uuid.uuid4().hex[:6]}"
     root = tmp_path / "shop"
-    shutil.copytree(REPO / "examples" / "shop", root, ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
+    shutil.copytree(REPO / "examples" / "shop", root,
+                    ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
     text = (root / "headway.yml").read_text().replace("app: shop", f"app: {name}")
     text = text.replace("[shop.localhost]", f"[{name}.localhost]")
     text = text.replace("  production:\n", f"  production:\n    hosts: ['{docker_server.address}']\n", 1)

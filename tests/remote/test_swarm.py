@@ -32,7 +32,8 @@ def swarm_checkout(tmp_path: Path, swarm: Swarm, *, password: str | None = None)
     """examples/shop as a developer's clone whose production runs on the swarm (3 web replicas)."""
     name = f"swshop{uuid.uuid4().hex[:6]}"
     root = tmp_path / "shop"
-    shutil.copytree(REPO / "examples" / "shop", root, ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
+    shutil.copytree(REPO / "examples" / "shop", root,
+                    ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
     text = (root / "headway.yml").read_text().replace("app: shop", f"app: {name}")
     text = text.replace("[shop.localhost]", f"[{name}.localhost]")
     nodes = ", ".join(f"'{n.address}'" for n in swarm.nodes)
