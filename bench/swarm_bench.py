@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.swarm_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--quick", action="store_true", help="does not touch the documented results")
+    parser.add_argument("--keep", action="store_true", help="leave the servers running on an error (to look)")
     parser.add_argument("--render", metavar="JSON", help="regenerate the docs section from a results file")
     args = parser.parse_args(argv)
     if args.render:
@@ -83,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - recorded, the report is still written
         report["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:
-        if swarm is not None:
+        if swarm is not None and args.keep and report["errors"]:
+            log(f"kept: {[(s.name, str(s.address)) for s in swarm.servers]}, key {workdir / 'id_ed25519'}")
+        elif swarm is not None:
             stop_swarm(swarm)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not (args.keep and report["errors"]):
+            shutil.rmtree(workdir, ignore_errors=True)
         if known is None:
             os.environ.pop("HEADWAY_KNOWN_HOSTS", None)
         else:
@@ -217,16 +221,20 @@ def _start_peer(swarm: Any, app: str, image: str) -> None:
             "      proxy_set_header Connection \"\"; proxy_next_upstream error timeout; }\n  }\n}\n")
     manager.sh(f"mkdir -p /srv/peer && cat > /srv/peer/nginx.conf <<'EOF'\n{conf}EOF\n"
                f"docker run -d --name {app}-peer-proxy --network {network} -p {PEER_PORT}:{PEER_PORT} "
-               f"-v /srv/peer/nginx.conf:/usr/local/openresty/nginx/conf/nginx.conf:ro openresty/openresty:bookworm")
+               f"-v /srv/peer/nginx.conf:/srv/nginx.conf:ro openresty/openresty:bookworm nginx -c /srv/nginx.conf "
+               "-g 'daemon off;'")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        code = manager.exec(f"curl -fsS -o /dev/null http://127.0.0.1:{PEER_PORT}/ || "
-                            f"python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:"
-                            f"{PEER_PORT}/')\"", check=False).returncode
+        code = manager.exec(f"python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:"
+                            f"{PEER_PORT}/', timeout=5)\"", check=False).returncode
         if code == 0:
             return
         time.sleep(0.5)  # the peer's tasks and its nginx, polled until they answer
-    raise RuntimeError("the peer service did not answer through its nginx")
+    diagnosis = manager.exec(f"docker service ps --no-trunc {app}-peer; docker logs --tail 20 {app}-peer-proxy; "
+                             f"python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:"
+                             f"{PEER_PORT}/', timeout=5)\" 2>&1 | tail -3", check=False)
+    raise RuntimeError(f"the peer service did not answer through its nginx: {diagnosis.stdout[-1500:]} "
+                       f"{diagnosis.stderr[-500:]}")
 
 
 def _tried(manager: Any, dead_ip: str, since: float) -> list[float]:

@@ -60,7 +60,58 @@ class Headway:
     def deploy(self, version: str | None = None, wait: float | None = None, image_tag: str | None = None, *,
                ref: str | None = None, dirty: bool = False, force: bool = False) -> Outcome:
         """Deploy a release built from the committed HEAD (or `ref`, or the working tree when `dirty`), or the
-        images CI pushed as `image_tag`. See headway.release.source for the checks."""
+        images CI pushed as `image_tag`. See headway.release.source for the checks. The alert channels hear of
+        it (done or failed) and the host's agent watches the new release."""
+        try:
+            outcome = self._deploy(version, wait, image_tag, ref=ref, dirty=dirty, force=force)
+        except HeadwayError as exc:
+            self.tell("deploy", "warning", f"deploy of {self.target.app}/{self.target.environment} failed",
+                      exc.message + (f"\nfix: {exc.fix}" if exc.fix else ""), None)
+            raise
+        self._after("deploy", outcome)
+        return outcome
+
+    def _after(self, kind: str, outcome: Outcome) -> None:
+        from headway.observe.monitor import write_spec
+
+        write_spec(self.target, self.state.root)
+        rec = outcome.record
+        what = {"deploy": "deployed", "rollback": "rolled back to"}.get(kind, kind)
+        number = rec.number if kind == "deploy" else rec.target
+        self.tell(kind, "info", f"{self.target.app}/{self.target.environment} {what} {rec.version}",
+                  f"deploy {number}, by {rec.by}", rec.version)
+
+    def tell(self, kind: str, severity: str, title: str, text: str, release: str | None) -> list[Any]:
+        """Send a notice to the environment's alert channels; a channel that fails is a warning, never an error."""
+        channels = self.target.config.alerts_for(self.target.environment).channels
+        if not channels:
+            return []
+        from headway.observe.notify import Notice, send_all
+
+        notice = Notice(kind=kind, severity=severity, title=title, text=text, app=self.target.app,  # type: ignore[arg-type]
+                        environment=self.target.environment, release=release)
+        deliveries = send_all(channels, notice, lambda t: self.target.resolve_text("alerts.channels", t))
+        for d in deliveries:
+            if not d.ok:
+                self.deployer.report.info(f"warning: the {kind} notice to {d.channel} failed: {d.error}")
+        return deliveries
+
+    def alerts_test(self) -> list[Any]:
+        """A test notice to every channel (each one's delivery); the host's agent learns the environment too."""
+        from headway.observe.monitor import write_spec
+        from headway.observe.notify import send_all, test_notice
+
+        channels = self.target.config.alerts_for(self.target.environment).channels
+        if not channels:
+            raise ConfigError(f"{self.target.app}/{self.target.environment} has no alert channels",
+                              "add e.g. alerts: {channels: [{type: slack, url: \"${SLACK_WEBHOOK}\"}]} to "
+                              "headway.yml")
+        write_spec(self.target, self.state.root)
+        return send_all(channels, test_notice(self.target.app, self.target.environment),
+                        lambda t: self.target.resolve_text("alerts.channels", t))
+
+    def _deploy(self, version: str | None, wait: float | None, image_tag: str | None, *,
+                ref: str | None, dirty: bool, force: bool) -> Outcome:
         self._warn_machines_down()
         if image_tag is not None:
             if ref is not None or dirty:
@@ -114,8 +165,11 @@ class Headway:
         if with_data:
             from headway.data.deploy_hooks import rollback_with_data
 
-            return rollback_with_data(self.deployer, release, wait, identities, confirmed)[0]
-        return self.deployer.rollback(release, wait=wait, quick=quick)
+            outcome = rollback_with_data(self.deployer, release, wait, identities, confirmed)[0]
+        else:
+            outcome = self.deployer.rollback(release, wait=wait, quick=quick)
+        self._after("rollback", outcome)
+        return outcome
 
     def databases(self) -> BackupService:
         """Databases of this environment: backups, verification, restore (see headway.data.backup)."""

@@ -155,6 +155,13 @@ def test_shop_across_three_machines_redeploys_rolls_back_and_survives_a_machine_
     assert len(after) <= 20, after
     routing = swarm.manager.sh("cat /var/lib/headway/proxy/routing.state 2>/dev/null || true")
     assert dead_ip not in routing
+    # a deploy while the machine is down runs on the two left, and says which one is missing
+    app_main.write_text(app_main.read_text() + "\n# third release\n")
+    _git(root, "commit", "-qam", "third")
+    third = swarm.manager.cli("deploy", "-e", "production", cwd=root)
+    assert third.returncode == 0, third.stderr
+    assert f"swarm machine {victim.name} is down" in third.stderr
+    assert httpx.get(url, headers=host, timeout=10).json()["release"] not in load.result.bodies
 
 
 def test_a_registry_that_refuses_the_push_changes_nothing(shop_on_swarm, tmp_path: Path

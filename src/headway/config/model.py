@@ -11,6 +11,8 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
 from headway.data.schema import Database, DatabaseOverride, Storage, check_databases
+from headway.observe.alerts import AlertRules
+from headway.observe.notify import Channel
 
 NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
 Name = Annotated[str, Field(pattern=NAME)]
@@ -333,6 +335,14 @@ class EdgeOptions(Strict):
         return v
 
 
+class Alerts(AlertRules):
+    """Whom headway tells (channels) about what: the alert rules (defaults from the guides, each overridable) and
+    the deploy, rollback, canary and backup events."""
+
+    channels: list[Channel] = Field(default_factory=list, description="webhook, slack, discord, telegram, ntfy, "
+                                    "email; see docs/monitoring.md")
+
+
 class Swarm(Strict):
     """An environment on a Docker Swarm: `hosts` names its manager, where headway, its proxy and the databases run."""
 
@@ -356,6 +366,7 @@ class Swarm(Strict):
 class Environment(Strict):
     hosts: list[str] = Field(default_factory=lambda: ["local"])
     swarm: Swarm | None = Field(None, description="run the app roles as services across a Docker Swarm")
+    alerts: Alerts | None = Field(None, description="overrides of `alerts:`: each key given replaces the app's")
     branch: str | None = Field(None, description="the git branch deployed here; another ref needs --force")
     secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="overrides of `secrets:`")
     domains: list[str] = Field(default_factory=list)
@@ -433,7 +444,15 @@ class AppConfig(Strict):
     deploy: DeploySettings = DeploySettings()
     databases: dict[Name, Database] = Field(default_factory=dict)
     storage: Storage = Field(default_factory=Storage, description="where backups go: local and/or s3")
+    alerts: Alerts = Field(default_factory=Alerts, description="notification channels and alert rules")
     environments: dict[Name, Environment]
+
+    def alerts_for(self, environment: str) -> Alerts:
+        """The app's alerts with the environment's overrides (its channels, when it names any, replace them)."""
+        env = self.environments[environment].alerts
+        if env is None:
+            return self.alerts
+        return self.alerts.model_copy(update={k: getattr(env, k) for k in env.model_fields_set})
 
     @field_validator("roles")
     @classmethod

@@ -1,0 +1,540 @@
+"""What the agent does every round: check every environment on the host, keep the figures, raise the alerts.
+
+An environment asks to be watched with `monitor.json` in its state directory, written by headway at every deploy,
+rollback and scale and by `headway alerts test` (`write_spec`): its domains and port, the health check of each
+HTTP role, its alert rules and its notification channels (with secrets filled in: the file is 0600, like the
+host's other secrets). Each round the agent:
+
+1. reads the proxy's access log from where it stopped (request counts, 5xx share, latency per release and role);
+2. per environment: its health check through the proxy and against each live container directly, the
+   containers' state, restarts, CPU and memory (from the cgroup files, not `docker stats`);
+3. the host's CPU, memory, disk and load (from /proc and statvfs);
+4. evaluates the alert rules (observe/alerts.py: a condition must hold for its `for` duration to fire) and sends
+   each firing, repeat and resolved notice to the environment's channels (observe/notify.py);
+5. keeps every figure in the host's metric store (observe/store.py: 7+ days, bounded) and serves them on
+   /metrics for Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headway.engine import labels as L
+from headway.state.files import atomic_write
+
+if TYPE_CHECKING:
+    from headway.config.resolve import Target
+
+SPEC = "monitor.json"
+
+
+# -- what an environment asks for (written by headway, read by the agent) --------------------------------
+def write_spec(target: Target, state_root: Path) -> Path:
+    """monitor.json for `target`: what the agent checks and whom it tells (secrets filled in, file 0600)."""
+    from headway.config.model import HttpHealth
+
+    health = []
+    for role in target.http_roles:
+        if isinstance(role.health, HttpHealth):
+            check = role.health.path
+            public = role.path + (check if check != "/" else "") if role.strip_prefix and role.path != "/" \
+                else check
+            health.append({"role": role.name, "port": role.port, "path": check, "public_path": public,
+                           "status": role.health.status,
+                           "timeout": role.health.timeout,
+                           "host": role.health.host or (target.domains[0] if target.domains else None)})
+    alerts = target.config.alerts_for(target.environment)
+    channels = [_resolved(target, ch.model_dump(mode="json", by_alias=True, exclude_none=True))
+                for ch in alerts.channels]
+    from headway.data.databases import resolve_databases
+
+    databases = [{"name": name, "schedule": db.backup.schedule}
+                 for name, db in resolve_databases(target).items()]
+    spec = {"app": target.app, "environment": target.environment, "written_at": time.time(),
+            "domains": target.domains, "port": target.port, "health": health, "databases": databases,
+            "tls": target.tls is not None,
+            "alerts": rules_data(alerts, skip={"channels"}),
+            "channels": channels}
+    path = state_root / "apps" / target.app / target.environment / SPEC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SPEC}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(spec, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def rules_data(model: Any, skip: set[str] | None = None) -> dict[str, Any]:
+    """A rule set as data `parse_alert_rules` reads back: spans (written with their unit in headway.yml) as
+    seconds with an `s`."""
+    from pydantic import BaseModel
+
+    from headway.observe.alerts import parse_span
+
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        if skip and name in skip:
+            continue
+        value = getattr(model, name)
+        key = info.alias or name
+        if isinstance(value, BaseModel):
+            out[key] = rules_data(value)
+        elif isinstance(value, dict):
+            out[key] = {k: rules_data(v) if isinstance(v, BaseModel) else v for k, v in value.items()}
+        elif value is not None and any(getattr(m, "func", None) is parse_span for m in info.metadata):
+            out[key] = f"{value:g}s"
+        else:
+            out[key] = value
+    return out
+
+
+def _resolved(target: Target, value: Any) -> Any:
+    if isinstance(value, str) and "${" in value:
+        return target.resolve_text("notify", value)
+    if isinstance(value, dict):
+        return {k: _resolved(target, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved(target, v) for v in value]
+    return value
+
+
+def read_specs(state_root: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((state_root / "apps").glob(f"*/*/{SPEC}")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being rewritten: the next round reads it
+    return out
+
+
+# -- the host -----------------------------------------------------------------------------------------------
+@dataclass
+class HostSampler:
+    """CPU share from /proc/stat between two samples; memory, load and disk as they are."""
+
+    disk_paths: list[str] = field(default_factory=lambda: ["/var/lib/headway"])
+    _last: tuple[int, int] | None = None
+
+    def sample(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+            if self._last is not None and total > self._last[1]:
+                out["cpu"] = 1.0 - (idle - self._last[0]) / (total - self._last[1])
+            self._last = (idle, total)
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            info = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
+                    .splitlines() if len(line.split()) >= 2}
+            out["memory"] = 1.0 - info["MemAvailable"] / info["MemTotal"]
+        except (OSError, ValueError, KeyError, ZeroDivisionError):
+            pass
+        try:
+            out["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+        for p in self.disk_paths:
+            try:
+                st = os.statvfs(p)
+                out[f"disk:{p}"] = 1.0 - st.f_bavail / st.f_blocks if st.f_blocks else 0.0
+            except OSError:
+                pass
+        return out
+
+
+def _cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
+    """CPU time (ns) and memory (bytes, less the page cache) of a container, from cgroup v1 or v2 files."""
+    cpu = mem = None
+    candidates = [("/sys/fs/cgroup/cpuacct/docker", "/sys/fs/cgroup/memory/docker"),
+                  ("/sys/fs/cgroup/cpuacct/system.slice", "/sys/fs/cgroup/memory/system.slice")]
+    for cpu_root, mem_root in candidates:
+        for name in (container_id, f"docker-{container_id}.scope"):
+            try:
+                cpu = int(Path(cpu_root, name, "cpuacct.usage").read_text())
+                usage = int(Path(mem_root, name, "memory.usage_in_bytes").read_text())
+                stat = dict(line.split() for line in Path(mem_root, name, "memory.stat").read_text().splitlines())
+                mem = max(0, usage - int(stat.get("total_inactive_file", 0)))
+                return cpu, mem
+            except (OSError, ValueError):
+                continue
+    for name in (f"system.slice/docker-{container_id}.scope", f"docker/{container_id}"):
+        try:  # cgroup v2
+            stat = dict(line.split() for line in Path("/sys/fs/cgroup", name, "cpu.stat").read_text().splitlines())
+            cpu = int(stat["usage_usec"]) * 1000
+            mem = int(Path("/sys/fs/cgroup", name, "memory.current").read_text())
+            return cpu, mem
+        except (OSError, ValueError, KeyError):
+            continue
+    return None, None
+
+
+# -- a round ------------------------------------------------------------------------------------------------
+class Monitor:
+    def __init__(self, root: Path, *, interval: float = 15.0) -> None:
+        from headway.observe.access_log import AccessLogTail
+        from headway.observe.metrics import MetricsRegistry
+        from headway.observe.store import MetricStore
+
+        self.root = root
+        self.dir = root / "agent"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.interval = interval
+        self.registry = MetricsRegistry()
+        self.tail = AccessLogTail(root / "proxy" / "logs" / "access.log", self.dir / "access-log.position")
+        self.store = MetricStore(self.dir / "metrics")
+        self.host = HostSampler(disk_paths=[str(root)])
+        self._cpu: dict[str, tuple[float, int]] = {}  # container id -> (time, cpu ns) of the last round
+        self._restarts: dict[str, tuple[int, list[float]]] = {}  # container id -> (restart count, when seen)
+        self._evaluators: dict[str, Any] = {}  # app/environment (or "host") -> its Evaluator
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from headway.engine.docker import DockerEngine
+
+            self._engine = DockerEngine()
+        return self._engine
+
+    def proxy_port(self) -> int:
+        try:
+            return int(json.loads((self.root / "proxy" / "settings.json").read_text()).get("http_port", 80))
+        except (OSError, ValueError):
+            return 80
+
+    def round(self, now: float | None = None) -> dict[str, Any]:
+        from headway.observe.alerts import Observation
+
+        started = time.monotonic()
+        now = time.time() if now is None else now
+        for _ in range(20):  # the log since the last round, in bounded reads
+            lines = self.tail.read()
+            self.registry.feed(lines)
+            if not self.tail.behind:
+                break
+        samples: list[tuple[str, dict[str, str], float, float]] = []
+        observations: list[Observation] = []
+        specs = read_specs(self.root)
+        for spec in specs:
+            observations += self._environment(spec, now, samples)
+        host = self.host.sample()
+        for key, value in host.items():
+            if key.startswith("disk:"):
+                path = key.split(":", 1)[1]
+                self.registry.set_gauge("headway_host_disk_used_ratio", {"path": path}, value)
+                samples.append(("host_disk_used_ratio", {"path": path}, value, now))
+                observations.append(Observation("disk", "host", 100.0 * value, {"path": path},
+                                                f"{path} is {value:.0%} full"))
+            else:
+                name = {"cpu": "headway_host_cpu_ratio", "memory": "headway_host_memory_used_ratio",
+                        "load1": "headway_host_load1"}[key]
+                self.registry.set_gauge(name, {}, value)
+                samples.append((name.removeprefix("headway_"), {}, value, now))
+                if key in ("cpu", "memory"):
+                    observations.append(Observation(key, "host", 100.0 * value, {}, f"host {key} at {value:.0%}"))
+        self._apply_requests(specs)
+        transitions = self._alerts(specs, observations, now)
+        try:
+            self.store.add(samples)
+            self.store.compact(now)
+        except Exception as exc:  # noqa: BLE001 - a full disk must not stop the checks
+            print(f"metric store: {exc}", flush=True)
+        summary = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "environments": len(specs),
+                   "observations": len(observations), "transitions": [t for t in transitions],
+                   "firing": self._firing_count(), "seconds": round(time.monotonic() - started, 3)}
+        atomic_write(self.dir / "last-round.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+    # -- one environment ----------------------------------------------------------------------------------------
+    def _environment(self, spec: dict[str, Any], now: float, samples: list[Any]) -> list[Any]:
+        from headway.observe.alerts import Observation, restart_count
+        from headway.observe.health import http_check
+
+        app, env = spec["app"], spec["environment"]
+        subject = f"{app}/{env}"
+        out: list[Observation] = []
+        current = _read_json(self.root / "apps" / app / env / "current.json") or {}
+        live = current.get("live")
+        if current.get("stopped") or live is None:
+            return out
+        containers = self.engine.containers(L.selector(app=app, environment=env, deploy=live))
+        # 1. health through the proxy (what a user sees) and against each live container
+        proxy_ok, proxy_reason = True, ""
+        for check in spec.get("health", []):
+            if spec.get("domains"):
+                url = f"http://127.0.0.1:{self.proxy_port()}{check['public_path']}"
+                host = spec["domains"][0]
+            elif spec.get("port"):
+                url, host = f"http://127.0.0.1:{spec['port']}{check['public_path']}", check.get("host")
+            else:
+                continue
+            ok, reason = http_check(url, host, float(check.get("timeout", 5)), int(check.get("status", 200)))
+            if not ok:
+                proxy_ok, proxy_reason = False, reason
+        direct_ok, direct_reason = True, ""
+        ports = {c["role"]: c for c in spec.get("health", [])}
+        running = 0
+        for c in containers:
+            role = c.labels.get(L.ROLE, "")
+            labels = {"app": app, "environment": env, "release": c.labels.get(L.RELEASE, ""), "role": role,
+                      "container": c.name}
+            state = c.attrs.get("State") or {}
+            restarts = int(c.attrs.get("RestartCount", 0) or 0)
+            self.registry.set_gauge("headway_container_restarts_total", labels, restarts)
+            seen = self._restarts.setdefault(c.id, (restarts, []))
+            if restarts > seen[0]:  # restarted since the last round: once per restart, at this round's time
+                seen[1].extend([now] * (restarts - seen[0]))
+            self._restarts[c.id] = (restarts, [t for t in seen[1] if now - t <= 3600])
+            out.append(Observation("restart_loop", subject, restart_count(self._restarts[c.id][1], now, 600),
+                                   {"app": app, "environment": env, "container": c.name},
+                                   f"{c.name} restarted {restarts} time(s) in all"))
+            if state.get("Running"):
+                running += 1
+            cpu_ns, mem = _cgroup_usage(c.id)
+            if cpu_ns is not None:
+                last = self._cpu.get(c.id)
+                self._cpu[c.id] = (now, cpu_ns)
+                if last is not None and now > last[0]:
+                    ratio = (cpu_ns - last[1]) / 1e9 / (now - last[0])
+                    self.registry.set_gauge("headway_container_cpu_ratio", labels, ratio)
+                    samples.append(("container_cpu_ratio", labels, ratio, now))
+            if mem is not None:
+                self.registry.set_gauge("headway_container_memory_bytes", labels, mem)
+                samples.append(("container_memory_bytes", labels, float(mem), now))
+            check = ports.get(role)
+            if check is not None and state.get("Running"):
+                address = self.engine.endpoint(c, f"hw-{app}-{env}", _port_of(c, check))
+                if address:
+                    ok, reason = http_check(f"http://{address}{check['path']}", check.get("host"),
+                                            float(check.get("timeout", 5)), int(check.get("status", 200)))
+                    if not ok:
+                        direct_ok, direct_reason = False, f"{c.name}: {reason}"
+            elif check is not None:
+                direct_ok, direct_reason = False, f"{c.name} is not running"
+        if spec.get("health"):
+            if not any(c.labels.get(L.ROLE) in ports for c in containers):
+                direct_ok, direct_reason = False, "no container of the live release runs"
+            maintenance = bool(current.get("maintenance"))
+            for check, ok in (("proxy", proxy_ok), ("direct", direct_ok)):
+                self.registry.set_gauge("headway_up", {"app": app, "environment": env, "check": check},
+                                        1.0 if ok else 0.0)
+                samples.append(("up", {"app": app, "environment": env, "check": check}, 1.0 if ok else 0.0, now))
+            down = not proxy_ok or not direct_ok
+            reason = proxy_reason or direct_reason
+            out.append(Observation("down", subject, down and not maintenance, {"app": app, "environment": env},
+                                   reason))
+        out += self._data_and_certificate(spec, subject, now)
+        # 2. requests through the proxy, the last 5 minutes of every release and role
+        requests = errors = 0
+        p95 = 0.0
+        for key in list(self.registry.requests.series):
+            if key[0] == app and key[1] == env:
+                w = self.registry.requests.window(key, seconds=300, now=now)
+                requests += w.requests
+                errors += w.server_errors
+                if w.requests and w.p95 == w.p95:
+                    p95 = max(p95, w.p95)
+        if requests:
+            out.append(Observation("error_rate", subject, 100.0 * errors / requests, {"app": app, "environment": env},
+                                   f"{errors} of {requests} requests answered 5xx in 5 min"))
+            out.append(Observation("p95", subject, p95, {"app": app, "environment": env},
+                                   f"p95 {p95 * 1000:.0f} ms over {requests} requests in 5 min"))
+        return out
+
+    def _data_and_certificate(self, spec: dict[str, Any], subject: str, now: float) -> list[Any]:
+        """Backups (failed, missed, not verified: from the host's catalog) and the certificate's time left."""
+        from datetime import datetime
+
+        from headway.data.catalog import Catalog, is_safety
+        from headway.observe.alerts import Observation, backup_observation
+
+        app, env = spec["app"], spec["environment"]
+        out: list[Observation] = []
+        rules = self._evaluator(subject, spec).rules
+        if spec.get("databases"):
+            catalog = Catalog(self.root, app, env).all()
+
+            def ts(text: str | None) -> float | None:
+                return datetime.fromisoformat(text).timestamp() if text else None
+
+            for db in spec["databases"]:
+                records = [r for r in catalog if r.database == db["name"] and not is_safety(r)]
+                good = [r for r in records if r.status == "good"]
+                failed = [r for r in records if r.status == "failed"]
+                last_success = ts(good[-1].started_at) if good else None
+                if good:
+                    self.registry.set_gauge("headway_backup_last_success_timestamp_seconds",
+                                            {"app": app, "environment": env, "database": db["name"]},
+                                            last_success or 0.0)
+                verified = [ts(r.verified_at) for r in good if r.verified_at and r.verify_status == "passed"]
+                if not records and not db.get("schedule"):
+                    continue  # no backup asked for, none taken: nothing to watch
+                out.append(backup_observation(
+                    subject, db["name"], rules.backup, now, last_success=last_success,
+                    last_failure=(ts(failed[-1].started_at) or now, failed[-1].error or "failed") if failed else None,
+                    schedule=db.get("schedule"), watched_since=float(spec.get("written_at", now)),
+                    last_verified=max((v for v in verified if v), default=None),
+                    first_backup=ts(good[0].started_at) if good else None))
+        if spec.get("tls"):
+            from headway.proxy.certificates import CertificateStore
+
+            stored = CertificateStore(self.root / "proxy").get(f"{app}--{env}")
+            if stored is not None:
+                left = stored.meta.days_left() * 86400
+                for domain in spec.get("domains", []):
+                    self.registry.set_gauge("headway_certificate_expiry_timestamp_seconds", {"domain": domain},
+                                            now + left)
+                out.append(Observation("certificate", subject, left, {"app": app, "environment": env},
+                                       f"the certificate of {', '.join(spec.get('domains', []))} expires in "
+                                       f"{left / 86400:.1f} days"))
+        return out
+
+    # -- alerts -------------------------------------------------------------------------------------------------
+    def _alerts(self, specs: list[dict[str, Any]], observations: list[Any], now: float) -> list[dict[str, Any]]:
+        """Each environment's observations through its own rules (host ones through the defaults); every firing,
+        repeat and resolved notice to the environment's channels (the host's to every environment's)."""
+        by_subject: dict[str, list[Any]] = {}
+        for o in observations:
+            by_subject.setdefault(o.subject, []).append(o)
+        known = {f"{s['app']}/{s['environment']}": s for s in specs}
+        out: list[dict[str, Any]] = []
+        for subject, obs in by_subject.items():
+            spec = known.get(subject)
+            evaluator = self._evaluator(subject, spec)
+            for t in evaluator.observe(obs, now):
+                channels = spec["channels"] if spec else _all_channels(specs)
+                sent = [] if t.silenced else self._notify(t, spec, channels)
+                out.append({"kind": t.kind, "rule": t.rule, "subject": t.subject, "text": t.text,
+                            "silenced": t.silenced, "sent": sent})
+        return out
+
+    def _evaluator(self, subject: str, spec: dict[str, Any] | None) -> Any:
+        from headway.observe.alerts import AlertRules, Evaluator, parse_alert_rules
+
+        evaluator = self._evaluators.get(subject)
+        if evaluator is None:
+            rules = parse_alert_rules(spec.get("alerts"), f"{subject} alerts") if spec else AlertRules()
+            evaluator = Evaluator(rules, alert_state_path(self.root, subject), in_maintenance=self._in_maintenance)
+            self._evaluators[subject] = evaluator
+        return evaluator
+
+    def _apply_requests(self, specs: list[dict[str, Any]]) -> None:
+        """Silences asked for by `headway alerts silence|unsilence` (files in agent/requests), applied by the
+        agent: the one writer of the alert state."""
+        known = {f"{s['app']}/{s['environment']}": s for s in specs}
+        for path in sorted((self.dir / "requests").glob("*.json")):
+            req = _read_json(path)
+            done: dict[str, Any] = {"request": path.name}
+            try:
+                if req is None:
+                    raise ValueError("unreadable request")
+                ev = self._evaluator(req["subject"], known.get(req["subject"]))
+                if req["op"] == "silence":
+                    sil = ev.silence(req["matcher"], float(req["until"]), req["by"], req.get("reason", ""))
+                    done["silence"] = sil.id
+                else:
+                    ev.unsilence(req["id"])
+                    done["unsilenced"] = req["id"]
+            except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
+                done["error"] = str(getattr(exc, "message", exc))
+            atomic_write(self.dir / "requests" / (path.stem + ".done"), json.dumps(done))
+            path.unlink(missing_ok=True)
+
+    def _notify(self, t: Any, spec: dict[str, Any] | None, channels: list[dict[str, Any]]) -> list[str]:
+        from headway.observe.notify import Notice, parse_channels, send_all
+
+        if not channels:
+            return []
+        severity = "critical" if t.rule in ("down", "disk", "certificate", "backup") else "warning"
+        notice = Notice(kind="resolved" if t.kind == "resolved" else "alert",
+                        severity="info" if t.kind == "resolved" else severity,  # type: ignore[arg-type]
+                        title=t.text.split(":", 1)[0], text=t.text,
+                        app=spec["app"] if spec else "host", environment=spec["environment"] if spec else "-",
+                        labels={k: str(v) for k, v in t.labels.items()} | {"rule": t.rule})
+        deliveries = send_all(parse_channels(channels, filled=True), notice, lambda text: text)
+        for d in deliveries:
+            if not d.ok:
+                print(f"notice to {d.channel} failed: {d.error}", flush=True)
+        return [f"{d.channel}:{'ok' if d.ok else 'failed'}" for d in deliveries]
+
+    def _in_maintenance(self, subject: str) -> bool:
+        parts = subject.split("/")
+        if len(parts) < 2:
+            return False
+        current = _read_json(self.root / "apps" / parts[0] / parts[1] / "current.json") or {}
+        return bool(current.get("maintenance"))
+
+    def _firing_count(self) -> int:
+        return sum(len(e.firing()) for e in self._evaluators.values())
+
+    # -- forever ------------------------------------------------------------------------------------------------
+    def run(self, *, port: int, bind: str, once: bool = False) -> None:
+        from headway.observe.metrics import serve
+
+        server = serve(self.registry, bind, port)
+        print(f"headway agent: metrics on {server.url}, a round every {self.interval:g}s", flush=True)
+        try:
+            while True:
+                t0 = time.monotonic()
+                try:
+                    summary = self.round()
+                    for t in summary["transitions"]:
+                        print(f"alert {t}", flush=True)
+                except Exception as exc:  # noqa: BLE001 - one bad round must not stop the agent
+                    print(f"round failed: {type(exc).__name__}: {exc}", flush=True)
+                if once:
+                    return
+                time.sleep(max(0.5, self.interval - (time.monotonic() - t0)))  # the agent's own period
+        finally:
+            server.close()
+
+
+def alert_state_path(root: Path, subject: str) -> Path:
+    return root / "agent" / "alerts" / f"{subject.replace('/', '--')}.json"
+
+
+def request(root: Path, body: dict[str, Any], timeout: float = 0.0) -> dict[str, Any] | None:
+    """Leave a request for the agent (a silence); with `timeout`, wait that long for its answer."""
+    import uuid
+
+    folder = root / "agent" / "requests"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time():.3f}-{uuid.uuid4().hex[:6]}"
+    atomic_write(folder / f"{name}.json", json.dumps(body))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = _read_json(folder / f"{name}.done")
+        if answer is not None:
+            (folder / f"{name}.done").unlink(missing_ok=True)
+            return answer
+        time.sleep(0.2)  # the agent's next round, polled
+    return None
+
+
+def _all_channels(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        for ch in spec.get("channels", []):
+            seen.setdefault(json.dumps(ch, sort_keys=True), ch)
+    return list(seen.values())
+
+
+def _port_of(container: Any, check: dict[str, Any]) -> int:
+    return int(check.get("port") or 0) or 80
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
