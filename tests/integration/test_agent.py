@@ -134,6 +134,15 @@ def test_down_fires_after_its_for_to_every_channel_and_resolves(watched, receive
         return fam is not None and any(s.labels.get("app") == app.name for s in fam.samples)
 
     _wait("requests counted", counted)
+
+    def figures() -> dict | None:  # type: ignore[type-arg]
+        out = app.cli("metrics", "-e", "production", "--json")
+        data = json.loads(out.stdout) if out.returncode == 0 else {}
+        return data if data.get("requests_per_s") and data.get("containers") else None
+
+    shown = _wait("headway metrics shows requests and containers", figures)
+    assert {c["role"] for c in shown["containers"]} >= {"web"} and all(c["memory_bytes"] > 0
+                                                                       for c in shown["containers"])
     status = agent.status()
     assert status.running and status.last_round and status.last_round["environments"] >= 1
 

@@ -141,7 +141,7 @@ import sys
 from headway.observe.store import MetricStore
 # a minute per batch and raw samples kept 10 minutes: an hour is rolled up and dropped every 60 batches
 store, start = MetricStore(sys.argv[1], raw_keep=600), int(sys.argv[2])
-for i in range(1_000_000):
+for i in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000):
     t = start + i * 60
     store.add([("m", {"k": str(j)}, float(i), t) for j in range(200)])
     if i % 2 == 0:
@@ -192,6 +192,25 @@ def test_a_writer_killed_with_sigkill_leaves_a_readable_store(tmp_path: Path) ->
     s.add([("m", {"k": "0"}, -1.0, start)])
     s.compact(start + 1)
     assert s.check() == "ok" and s.latest("m", {"k": "0"}) == (start, -1.0)
+
+
+def test_readers_never_wait_for_the_writer_nor_see_half_a_compaction(tmp_path: Path) -> None:
+    """Queries in this process while another one adds and compacts (an hour table dropped every 60 batches)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    MetricStore(tmp_path).close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(T0), "400"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    reader = MetricStore(tmp_path)
+    queries, deadline = 0, time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        points = reader.series("m", {"k": "7"}, T0, T0 + 400 * 60, 60)
+        assert [v for _, v in points] == [float(i) for i in range(len(points))]  # whole, in order, no holes
+        reader.latest("m", {"k": "7"})
+        queries += 1
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert queries > 10
+    assert len(reader.series("m", {"k": "7"}, T0, T0 + 400 * 60, 60)) == 400
 
 
 def test_a_week_of_a_hosts_metrics_stays_under_72_mib() -> None:

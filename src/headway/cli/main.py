@@ -66,7 +66,8 @@ class LazyGroup(click.Group):
     lazy = {"db": "headway.cli.db:db", "tls": "headway.cli.tls:tls", "secrets": "headway.cli.secrets:secrets",
             "render": "headway.cli.manifests:render", "server": "headway.cli.server:server",
             "swarm": "headway.cli.swarm:swarm", "agent": "headway.cli.agent:agent",
-            "alerts": "headway.cli.alerts:alerts"}
+            "alerts": "headway.cli.alerts:alerts", "metrics": "headway.cli.metrics:metrics",
+            "top": "headway.cli.metrics:top"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

@@ -448,10 +448,10 @@ class Evaluator:
         }, indent=1, ensure_ascii=False) + "\n")
 
     def firing(self) -> list[Transition]:
-        """What is firing now, as of the last observation (text as when it fired)."""
+        """What is firing now, its text as of its last observation."""
         out = []
         for a in self._alerts.values():
-            if a.state == "firing":
+            if a.state == "firing" and a.rule in AlertRules.NAMES:
                 rule = self.rules.rule(a.rule, a.labels)
                 at = a.last_seen
                 out.append(Transition("firing", a.rule, a.subject, a.labels, _text(a, rule, at, "firing"),

@@ -343,6 +343,16 @@ class Monitor:
                 errors += w.server_errors
                 if w.requests and w.p95 == w.p95:
                     p95 = max(p95, w.p95)
+        minute = [self.registry.requests.window(k, seconds=60, now=now) for k in list(self.registry.requests.series)
+                  if k[0] == app and k[1] == env]
+        m_requests = sum(w.requests for w in minute)
+        env_labels = {"app": app, "environment": env}
+        samples.append(("http_request_rate", env_labels, m_requests / 60.0, now))
+        if m_requests:
+            samples.append(("http_server_error_ratio", env_labels, sum(w.server_errors for w in minute) / m_requests,
+                            now))
+            samples.append(("http_p95_seconds", env_labels, max((w.p95 for w in minute if w.requests and
+                                                                 w.p95 == w.p95), default=0.0), now))
         if requests:
             out.append(Observation("error_rate", subject, 100.0 * errors / requests, {"app": app, "environment": env},
                                    f"{errors} of {requests} requests answered 5xx in 5 min"))

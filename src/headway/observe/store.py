@@ -122,6 +122,16 @@ class MetricStore:
             raise
         self._db.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees the same committed state, so a compaction committing
+        meanwhile (dropping an hour's table) cannot pull a table from under a query."""
+        self._db.execute("BEGIN")
+        try:
+            yield self._db
+        finally:
+            self._db.execute("COMMIT")
+
     def _meta(self, key: str) -> int | None:
         row = self._db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
         return None if row is None else int(row[0])
@@ -265,6 +275,11 @@ class MetricStore:
         Buckets are aligned to multiples of `step` since the epoch; the average is over every sample (or
         one-minute average, weighted by its samples) of every series of `name` whose labels include
         `labels_match`. Raw samples are used where they are kept, one-minute averages before that."""
+        with self._snapshot():
+            return self._series(name, labels_match, since, until, step)
+
+    def _series(self, name: str, labels_match: Mapping[str, str] | None, since: float, until: float,
+                step: float) -> list[tuple[float, float]]:
         step_ms = max(1, int(round(step * 1000)))
         lo, hi = int(since * 1000), int(until * 1000)
         ids = self._match(name, labels_match)
@@ -301,6 +316,10 @@ class MetricStore:
     def latest(self, name: str, labels_match: Mapping[str, str] | None = None) -> tuple[float, float] | None:
         """The newest (time, value) of any series of `name` whose labels include `labels_match`; None if there is
         none. Falls back to the newest one-minute average when no raw sample is kept."""
+        with self._snapshot():
+            return self._latest(name, labels_match)
+
+    def _latest(self, name: str, labels_match: Mapping[str, str] | None) -> tuple[float, float] | None:
         ids = self._match(name, labels_match)
         if not ids:
             return None
@@ -325,8 +344,9 @@ class MetricStore:
 
     def labels(self, name: str) -> list[dict[str, str]]:
         """The label sets stored for a metric name (e.g. every queue of an environment)."""
-        return [json.loads(r[0]) for r in self._db.execute("SELECT labels FROM series WHERE name=? ORDER BY id",
-                                                           (name,))]
+        with self._snapshot() as db:
+            return [json.loads(r[0]) for r in db.execute("SELECT labels FROM series WHERE name=? ORDER BY id",
+                                                         (name,))]
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and its write-ahead log."""
