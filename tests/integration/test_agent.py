@@ -75,7 +75,14 @@ def _wait(what: str, check, timeout: float = 60.0):  # type: ignore[no-untyped-d
         if found:
             return found
         time.sleep(0.2)  # the agent's rounds (1 s here), polled
-    pytest.fail(f"{what}: not within {timeout:.0f}s")
+    seen = ""
+    if _AGENT is not None:
+        last = _AGENT.dir / "last-round.json"
+        seen = "\n".join(list(_AGENT.logs(tail=30))) + "\n" + (last.read_text() if last.exists() else "")
+    pytest.fail(f"{what}: not within {timeout:.0f}s\n{seen}")
+
+
+_AGENT: Agent | None = None
 
 
 def _notices(receiver: Receiver, kind: str) -> list[dict]:  # type: ignore[type-arg]
@@ -85,6 +92,8 @@ def _notices(receiver: Receiver, kind: str) -> list[dict]:  # type: ignore[type-
 def test_down_fires_after_its_for_to_every_channel_and_resolves(watched, receiver: Receiver,
                                                                 mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]
     app, agent = watched
+    global _AGENT
+    _AGENT = agent
     deploys = _notices(receiver, "deploy")
     assert deploys and deploys[0]["app"] == app.name and deploys[0]["environment"] == "production"
     metrics_url = f"http://127.0.0.1:{agent.settings().port}/metrics"

@@ -78,3 +78,9 @@ def test_a_round_on_an_empty_host_reports_the_host_and_takes_silences(tmp_path: 
     assert "no silence 's99'" in results[1]["error"]
     saved = json.loads(alert_state_path(tmp_path, "shop/production").read_text())
     assert saved["silences"][0]["reason"] == "migration"
+
+
+def test_the_default_rules_read_back_exactly() -> None:
+    from headway.observe.alerts import AlertRules
+
+    assert parse_alert_rules(rules_data(AlertRules())) == AlertRules()

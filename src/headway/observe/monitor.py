@@ -88,7 +88,7 @@ def rules_data(model: Any, skip: set[str] | None = None) -> dict[str, Any]:
         elif isinstance(value, dict):
             out[key] = {k: rules_data(v) if isinstance(v, BaseModel) else v for k, v in value.items()}
         elif value is not None and any(getattr(m, "func", None) is parse_span for m in info.metadata):
-            out[key] = f"{value:g}s"
+            out[key] = f"{float(value):.3f}".rstrip("0").rstrip(".") + "s"
         else:
             out[key] = value
     return out
@@ -369,7 +369,10 @@ class Monitor:
 
         app, env = spec["app"], spec["environment"]
         out: list[Observation] = []
-        rules = self._evaluator(subject, spec).rules
+        try:
+            rules = self._evaluator(subject, spec).rules
+        except Exception:  # noqa: BLE001 - said once per round by _alerts
+            return out
         if spec.get("databases"):
             catalog = Catalog(self.root, app, env).all()
 
@@ -419,7 +422,11 @@ class Monitor:
         out: list[dict[str, Any]] = []
         for subject, obs in by_subject.items():
             spec = known.get(subject)
-            evaluator = self._evaluator(subject, spec)
+            try:
+                evaluator = self._evaluator(subject, spec)
+            except Exception as exc:  # noqa: BLE001 - one environment's bad rules must not stop the others
+                print(f"{subject}: its alert rules cannot be used: {getattr(exc, 'message', exc)}", flush=True)
+                continue
             for t in evaluator.observe(obs, now):
                 channels = spec["channels"] if spec else _all_channels(specs)
                 sent = [] if t.silenced else self._notify(t, spec, channels)
