@@ -165,6 +165,41 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         conn.close()
 
 
+_IMPORTS_SCRIPT = """\
+import json, sys
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+marks = [['python', rss(), len(sys.modules)]]
+for m in MODULES:
+    __import__(m)
+    marks.append([m, rss(), len(sys.modules)])
+tops = {}
+for name in list(sys.modules):
+    tops[name.split('.')[0]] = tops.get(name.split('.')[0], 0) + 1
+print('JSON ' + json.dumps({'marks': marks, 'tops': tops, 'order': list(tops),
+                            'stdlib': sorted(sys.stdlib_module_names)}))
+"""
+_ALONE_SCRIPT = """\
+import json, sys
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+out = []
+for p in PACKAGES:
+    before = rss()
+    try:
+        __import__(p)
+    except Exception:
+        continue
+    out.append([p, rss() - before])
+print('JSON ' + json.dumps(out))
+"""
+
+
+def _in_image(image: str, suffix: str, script: str, *flags: str) -> Any:
+    return run(["docker", "run", "--rm", "--entrypoint", "python", "--label", f"{BENCH_LABEL}=agent-{suffix}",
+                image, *flags, "-c", script], timeout=120)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -316,37 +351,28 @@ class AgentBench:
         return {"container": self.floor_name, "command": 'python -c "import time; time.sleep(1e9)"'}
 
     def import_cost(self) -> dict[str, Any]:
-        """`headway agent run`'s imports in the agent's image: import time by top-level package, and the
-        interpreter's resident memory before and after them."""
+        """`headway agent run`'s imports in the agent's image: the resident memory after each of headway's
+        modules, the import time by top-level package (`python -X importtime`), and what each third-party
+        package costs imported alone (in the order the agent first imports them)."""
         assert self.agent_image is not None
-        script = (
-            "import sys\n"
-            "def rss():\n"
-            "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])\n"
-            "before = rss(); n0 = len(sys.modules)\n"
-            f"for m in {AGENT_MODULES!r}:\n"
-            "    __import__(m)\n"
-            "print('RSS', before, rss(), n0, len(sys.modules), flush=True)\n")
-        r = run(["docker", "run", "--rm", "--entrypoint", "python", "--label", f"{BENCH_LABEL}=agent-{self.suffix}",
-                 self.agent_image, "-X", "importtime", "-c", script], timeout=120)
-        m = re.search(r"RSS (\d+) (\d+) (\d+) (\d+)", r.stdout)
-        tops: dict[str, int] = {}
-        for line in r.stderr.splitlines():
+        first = _in_image(self.agent_image, self.suffix, _IMPORTS_SCRIPT.replace("MODULES", repr(AGENT_MODULES)),
+                          "-X", "importtime")
+        data = json.loads(first.stdout.split("JSON ", 1)[1])
+        self_us: dict[str, int] = {}
+        for line in first.stderr.splitlines():
             parts = line.split("|")
             if len(parts) != 3 or not line.startswith("import time:") or "self [us]" in line:
                 continue
-            name = parts[2]
-            if name.startswith("  "):
-                continue  # only what was imported at the top level: its cumulative time covers the rest
-            top = name.strip().split(".")[0]
-            tops[top] = tops.get(top, 0) + int(parts[1].strip())
-        ranked = sorted(tops.items(), key=lambda kv: -kv[1])
-        return {"modules": AGENT_MODULES,
-                "rss_before_kib": int(m.group(1)) if m else None, "rss_after_kib": int(m.group(2)) if m else None,
-                "sys_modules_before": int(m.group(3)) if m else None,
-                "sys_modules_after": int(m.group(4)) if m else None,
-                "total_import_ms": round(sum(tops.values()) / 1000, 1),
-                "top_packages_ms": [{"package": k, "ms": round(v / 1000, 1)} for k, v in ranked[:12]]}
+            top = parts[2].strip().split(".")[0]
+            self_us[top] = self_us.get(top, 0) + int(parts[0].split(":")[1].strip())
+        third = [t for t in data["order"] if t not in data["stdlib"] and t != "headway" and not t.startswith("_")]
+        second = _in_image(self.agent_image, self.suffix, _ALONE_SCRIPT.replace("PACKAGES", repr(third)))
+        alone = json.loads(second.stdout.split("JSON ", 1)[1])
+        ranked = sorted(self_us.items(), key=lambda kv: -kv[1])
+        return {"modules": AGENT_MODULES, "rss_kib_after": data["marks"], "modules_by_package": data["tops"],
+                "total_import_ms": round(sum(self_us.values()) / 1000, 1),
+                "import_ms_by_package": [{"package": k, "ms": round(v / 1000, 1)} for k, v in ranked[:15]],
+                "third_party_alone_kib": alone}
 
     def warm_up(self) -> dict[str, Any]:
         """Until each agent has finished its first round (and the 10-environment one saw all 10)."""

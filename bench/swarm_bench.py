@@ -124,8 +124,13 @@ def _timed(load: SteadyLoad, argv: list[str], *, cwd: Path | None = None, env: d
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     wall = time.monotonic() - t0
     load.wait_for(load.result.sent + tail_requests, timeout=60)
+    import re
+
+    switched = re.search(r"([\d.]+)s ✓ switch traffic", done.stderr) or \
+        re.search(r"traffic switched in ([\d.]+)s", done.stderr)
     return {"exit_code": done.returncode, "wall_s": round(wall, 2), "requests": load.result.sent - before_sent,
             "failed": load.result.failed - before_failed,
+            "switched_after_s": float(switched.group(1)) if switched else None,
             "stderr_tail": done.stderr[-1500:] if done.returncode else ""}
 
 
@@ -324,6 +329,13 @@ def render_section(report: dict[str, Any]) -> str:
                       f"kill; the swarm had the lost replicas running elsewhere after "
                       f"{k['rescheduled_after_s']} s and `headway recover` routed them "
                       f"{hk['proxy_followed_after_s']:.1f} s after the kill."]
+    sw = [r[op]["switched_after_s"] for r in h for op in ("deploy", "rollback") if r[op].get("switched_after_s")]
+    if sw:
+        d = [r["deploy"]["switched_after_s"] for r in h if r["deploy"].get("switched_after_s")]
+        b = [r["rollback"]["switched_after_s"] for r in h if r["rollback"].get("switched_after_s")]
+        lines += ["", "headway's traffic switch, in its own words: deploy "
+                  + ", ".join(f"{x:.1f}" for x in d) + " s after the command started (after build, push, pull "
+                  "and health gate); rollback " + ", ".join(f"{x:.2f}" for x in b) + " s."]
     lines += ["", f"headway's wall time includes the SSH round trip, the bundle, the build on the manager (layer "
                   f"cache warm), the push to the registry and the pull on the machines; first deploy "
               f"{report['headway'].get('first_deploy_s', 0):.1f} s, `swarm init` {report.get('swarm_init_s', 0):.1f} "

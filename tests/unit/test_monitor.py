@@ -74,8 +74,8 @@ def test_a_round_on_an_empty_host_reports_the_host_and_takes_silences(tmp_path: 
     monitor.round(now=1_000_030.0)
     answers = sorted((tmp_path / "agent" / "requests").glob("*.done"))
     results = [json.loads(p.read_text()) for p in answers]
-    assert results[0].get("silence") == "s1"
-    assert "no silence 's99'" in results[1]["error"]
+    assert [r["silence"] for r in results if "silence" in r] == ["s1"]
+    assert any("no silence 's99'" in r.get("error", "") for r in results)
     saved = json.loads(alert_state_path(tmp_path, "shop/production").read_text())
     assert saved["silences"][0]["reason"] == "migration"
 
