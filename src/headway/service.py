@@ -248,7 +248,19 @@ class Headway:
                 "maintenance": route.maintenance.model_dump() if route and route.maintenance else None,
                 "canary": route.canary.model_dump() if route and route.canary else None,
                 "tls": route.tls.model_dump() if route and route.tls else None,
-                "databases": self._database_rows(found)}
+                "databases": self._database_rows(found), "alerts": self._firing()}
+
+    def _firing(self) -> list[dict[str, Any]]:
+        """What the host's agent has firing for this environment (read from its state; nothing when none runs)."""
+        import json
+
+        path = self.state.root / "agent" / "alerts" / f"{self.target.app}--{self.target.environment}.json"
+        try:
+            alerts = json.loads(path.read_text()).get("alerts", {})
+        except (OSError, ValueError):
+            return []
+        return [{"rule": a["rule"], "since": a["since"], "detail": a.get("detail", "")}
+                for a in alerts.values() if a.get("state") == "firing"]
 
     def _database_rows(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The environment's databases for `status`: from the container summaries already read and the catalog."""

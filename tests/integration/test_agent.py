@@ -131,6 +131,8 @@ def test_down_fires_after_its_for_to_every_channel_and_resolves(watched, receive
 
     _wait("down firing while silenced", firing)
     assert len(_notices(receiver, "alert")) == 1
+    status = json.loads(app.cli("status", "-e", "production", "--json").stdout)
+    assert [a["rule"] for a in status["alerts"]] == ["down"]
     subprocess.run(["docker", "start", *web], check=True, capture_output=True)
     _wait("down cleared", lambda: not firing())
     # requests through the proxy show in the scrape

@@ -282,6 +282,8 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
         i = report["interrupted"]
         out_console.print(f"[red]INTERRUPTED[/red] {i['interrupted']}")
         out_console.print(f"  the next command (or `headway recover -e {report['environment']}`) will {i['next']}")
+    for a in report.get("alerts") or []:
+        out_console.print(f"[red]ALERT[/red] {a['rule']}: {a['detail']}")
     table = Table("container", "role", "release", "state", "health", "up since", box=None)
     for c in report["containers"]:
         table.add_row(c["name"], c["role"], c["release"], c["state"], c["health"], c["started_at"])

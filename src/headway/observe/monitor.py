@@ -53,7 +53,8 @@ def write_spec(target: Target, state_root: Path) -> Path:
                 for ch in alerts.channels]
     from headway.data.databases import resolve_databases
 
-    databases = [{"name": name, "schedule": db.backup.schedule}
+    databases = [{"name": name, "engine": db.engine, "schedule": db.backup.schedule,
+                  "container": db.container_name, "managed": db.external_url is None}
                  for name, db in resolve_databases(target).items()]
     spec = {"app": target.app, "environment": target.environment, "written_at": time.time(),
             "domains": target.domains, "port": target.port, "health": health, "databases": databases,
@@ -333,6 +334,7 @@ class Monitor:
             out.append(Observation("down", subject, down and not maintenance, {"app": app, "environment": env},
                                    reason))
         out += self._data_and_certificate(spec, subject, now)
+        out += self._queues(spec, subject)
         # 2. requests through the proxy, the last 5 minutes of every release and role
         requests = errors = 0
         p95 = 0.0
@@ -409,6 +411,33 @@ class Monitor:
                 out.append(Observation("certificate", subject, left, {"app": app, "environment": env},
                                        f"the certificate of {', '.join(spec.get('domains', []))} expires in "
                                        f"{left / 86400:.1f} days"))
+        return out
+
+    def _queues(self, spec: dict[str, Any], subject: str) -> list[Any]:
+        """The length of each queue the rules name (`alerts.queue.queues`), read from the environment's Redis."""
+        from headway.data.credentials import credentials_path
+        from headway.observe.alerts import Observation
+
+        names = list(((spec.get("alerts") or {}).get("queue") or {}).get("queues") or {})
+        redis = next((d for d in spec.get("databases", []) if d.get("engine") == "redis" and d.get("managed")),
+                     None)
+        if not names or redis is None:
+            return []
+        app, env = spec["app"], spec["environment"]
+        container = self.engine.get(redis.get("container") or L.accessory_name(app, env, redis["name"]))
+        address = self.engine.ip_address(container, L.network_name(app, env)) if container is not None else None
+        creds = _read_json(credentials_path(self.root, app, env, redis["name"])) or {}
+        out: list[Observation] = []
+        for name in names:
+            try:
+                length = redis_length(address or "", 6379, creds.get("password"), name)
+            except OSError as exc:
+                print(f"{subject}: queue {name}: {exc}", flush=True)
+                continue
+            labels = {"app": app, "environment": env, "queue": name}
+            self.registry.set_gauge("headway_queue_length", labels, float(length))
+            out.append(Observation("queue", subject, float(length), {"queue": name},
+                                   f"{length} job(s) waiting in {name}"))
         return out
 
     # -- alerts -------------------------------------------------------------------------------------------------
@@ -543,6 +572,33 @@ def _all_channels(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for ch in spec.get("channels", []):
             seen.setdefault(json.dumps(ch, sort_keys=True), ch)
     return list(seen.values())
+
+
+def redis_length(host: str, port: int, password: str | None, key: str, timeout: float = 3.0) -> int:
+    """Jobs waiting in `key`: LLEN of a list, XLEN of a stream, ZCARD of a sorted set (0 when there is no key)."""
+    import socket
+
+    def command(sock: socket.socket, *args: str) -> bytes:
+        sock.sendall(b"".join([f"*{len(args)}\r\n".encode()] +
+                              [f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args]))
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise OSError("redis closed the connection")
+            data += chunk
+        if data.startswith(b"-"):
+            raise OSError(f"redis: {data[1:].decode(errors='replace').strip()}")
+        return data[1:].strip()
+
+    if not host:
+        raise OSError("its redis is not running")
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if password:
+            command(sock, "AUTH", password)
+        kind = command(sock, "TYPE", key).decode()
+        verb = {"list": "LLEN", "stream": "XLEN", "zset": "ZCARD", "set": "SCARD"}.get(kind)
+        return int(command(sock, verb, key)) if verb else 0
 
 
 def _port_of(container: Any, check: dict[str, Any]) -> int:
