@@ -84,3 +84,15 @@ def test_the_default_rules_read_back_exactly() -> None:
     from headway.observe.alerts import AlertRules
 
     assert parse_alert_rules(rules_data(AlertRules())) == AlertRules()
+
+
+def test_a_mistyped_alert_key_in_headway_yml_names_the_right_one() -> None:
+    import pytest
+
+    from headway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG.replace("down: {for: 90s}", "down: {fore: 90s}\n  dsk: {above: 90%}"))
+    text = str(info.value)
+    assert "alerts.down.fore: unknown key; did you mean `for`?" in text
+    assert "alerts.dsk: unknown key; did you mean `disk`?" in text

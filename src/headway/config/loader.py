@@ -118,6 +118,11 @@ def _parent_fields(keys: list[str]) -> list[str]:
     """Field names allowed under a key path, for 'did you mean' hints."""
     from headway.config import model
 
+    if "alerts" in keys:  # the rule set's own keys below `alerts:` (app or environment)
+        from headway.observe.alerts import rule_fields
+
+        rest = keys[keys.index("alerts") + 1:]
+        return [*rule_fields(rest), *(["channels"] if not rest else [])]
     cls: Any = model.AppConfig
     maps = {"roles": model.Role, "accessories": model.Accessory, "environments": model.Environment}
     direct = {"image": model.ImageBuild, "deploy": model.DeploySettings, "health": model.HttpHealth,
