@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - recorded in the results and reported
         report["errors"].append(f"{type(exc).__name__}: {exc}")
         log(f"FAILED: {type(exc).__name__}: {exc}")
+    except BaseException as exc:  # SIGTERM or Ctrl-C: cleaned up below, never written as a complete result
+        report["errors"].append(f"interrupted ({type(exc).__name__})")
+        raise
     finally:
         report["cleanup_problems"] = bench.close()
         report["errors"].extend(f"cleanup: {p}" for p in report["cleanup_problems"])
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps(report, indent=2) + "\n"
         (RESULTS / name).write_text(text)
         log(f"wrote bench/results/{name}")
-        complete = all(k in report.get("containers", {}) for k in ("agent10", "agent0", "floor"))
+        complete = all(k in report.get("containers", {}) for k in ("agent10", "agent0", "floor")) and \
+            "metrics_check" in report
         if not args.quick and complete and not report["errors"]:
             (RESULTS / "agent-latest.json").write_text(text)
             write_section(START, END, render_section(report))
