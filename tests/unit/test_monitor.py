@@ -96,3 +96,34 @@ def test_a_mistyped_alert_key_in_headway_yml_names_the_right_one() -> None:
     text = str(info.value)
     assert "alerts.down.fore: unknown key; did you mean `for`?" in text
     assert "alerts.dsk: unknown key; did you mean `disk`?" in text
+
+
+def test_a_failed_backup_and_an_expiring_certificate_fire(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from headway.data.catalog import BackupRecord, Catalog
+    from headway.observe.alerts import AlertRules
+
+    now = dt.datetime.now(dt.UTC)
+    certs = tmp_path / "proxy" / "certs" / "shop--production"
+    certs.mkdir(parents=True)
+    (certs / "fullchain.pem").write_text("-")
+    (certs / "privkey.pem").write_text("-")
+    (certs / "meta.json").write_text(json.dumps({
+        "domains": ["shop.example.com"], "issuer": "test", "serial": "1", "source": "acme",
+        "not_before": (now - dt.timedelta(days=80)).isoformat(), "not_after": (now + dt.timedelta(days=5)).isoformat(),
+        "installed_at": now.isoformat()}))
+    Catalog(tmp_path, "shop", "production").record(BackupRecord(
+        id="db-1", app="shop", environment="production", database="db", engine="postgres", image="postgres:15",
+        format="pg_dump custom format", key="db-1", reason="scheduled", status="failed",
+        error="pg_dump: connection refused"))
+    spec = {"app": "shop", "environment": "production", "domains": ["shop.example.com"], "tls": True,
+            "databases": [{"name": "db", "engine": "postgres", "schedule": None, "managed": True}],
+            "alerts": rules_data(AlertRules()), "channels": []}
+    monitor = Monitor(tmp_path)
+    t = now.timestamp()
+    observations = monitor._data_and_certificate(spec, "shop/production", t)
+    fired = {x["rule"]: x for x in monitor._alerts([spec], observations, t) if x["kind"] == "firing"}
+    assert set(fired) == {"backup", "certificate"}
+    assert "connection refused" in fired["backup"]["text"]
+    assert "expires in 5.0 days" in fired["certificate"]["text"] or "5.0 days" in fired["certificate"]["text"]
