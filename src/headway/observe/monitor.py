@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from headway.config.resolve import Target
 
 SPEC = "monitor.json"
+DATABASE_EVERY = 4  # rounds between two looks at each database's connections and size (a query in its container)
+_DATABASE_SQL = {
+    "postgres": "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), "
+                "pg_database_size(current_database())",
+    "mariadb": "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()), "
+               "(SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.TABLES "
+               "WHERE table_schema = DATABASE())",
+}
 
 
 # -- what an environment asks for (written by headway, read by the agent) --------------------------------
@@ -54,7 +62,7 @@ def write_spec(target: Target, state_root: Path) -> Path:
     from headway.data.databases import resolve_databases
 
     databases = [{"name": name, "engine": db.engine, "schedule": db.backup.schedule,
-                  "container": db.container_name, "managed": db.external_url is None}
+                  "container": db.container_name, "managed": db.external_url is None, "database": db.database}
                  for name, db in resolve_databases(target).items()]
     spec = {"app": target.app, "environment": target.environment, "written_at": time.time(),
             "domains": target.domains, "port": target.port, "health": health, "databases": databases,
@@ -196,6 +204,7 @@ class Monitor:
         self._cpu: dict[str, tuple[float, int]] = {}  # container id -> (time, cpu ns) of the last round
         self._restarts: dict[str, tuple[int, list[float]]] = {}  # container id -> (restart count, when seen)
         self._evaluators: dict[str, Any] = {}  # app/environment (or "host") -> its Evaluator
+        self._rounds = 0
         self._engine: Any = None
 
     @property
@@ -217,6 +226,7 @@ class Monitor:
 
         started = time.monotonic()
         now = time.time() if now is None else now
+        self._rounds += 1
         for _ in range(20):  # the log since the last round, in bounded reads
             lines = self.tail.read()
             self.registry.feed(lines)
@@ -335,6 +345,8 @@ class Monitor:
                                    reason))
         out += self._data_and_certificate(spec, subject, now)
         out += self._queues(spec, subject)
+        if (self._rounds - 1) % DATABASE_EVERY == 0:
+            self._databases(spec, now, samples)
         # 2. requests through the proxy, the last 5 minutes of every release and role
         requests = errors = 0
         p95 = 0.0
@@ -412,6 +424,42 @@ class Monitor:
                                        f"the certificate of {', '.join(spec.get('domains', []))} expires in "
                                        f"{left / 86400:.1f} days"))
         return out
+
+    def _databases(self, spec: dict[str, Any], now: float, samples: list[Any]) -> None:
+        """Open connections and size of each managed PostgreSQL / MariaDB database, asked with its own client in its
+        container (as headway's backups do), as its administrator."""
+        from headway.data.credentials import credentials_path
+        from headway.data.engines import DIALECTS, Endpoint
+        from headway.engine import exec_stream
+
+        app, env = spec["app"], spec["environment"]
+        for db in spec.get("databases", []):
+            engine = "mariadb" if db.get("engine") == "mysql" else db.get("engine", "")
+            if engine not in _DATABASE_SQL or not db.get("managed") or not db.get("database"):
+                continue
+            container = self.engine.get(db.get("container") or L.accessory_name(app, env, db["name"]))
+            creds = _read_json(credentials_path(self.root, app, env, db["name"]))
+            if container is None or creds is None:
+                continue
+            dialect = DIALECTS[db["engine"]]
+            admin = engine == "mariadb"
+            ep = Endpoint(host="", port=dialect.port, user="root" if admin else creds["user"],
+                          password=creds["root_password" if admin else "password"], database=db["database"])
+            try:
+                code, out, _ = exec_stream.run(self.engine.client, container.id or "",
+                                               dialect.sql_argv(ep, db["database"], _DATABASE_SQL[engine]),
+                                               env=dialect.tool_env(ep), timeout=10)
+                connections, size = (float(x) for x in out.split()[:2]) if code == 0 else (None, None)
+            except (OSError, ValueError):
+                connections = size = None
+            if connections is None or size is None:
+                print(f"{app}/{env}: database {db['name']} did not answer its figures", flush=True)
+                continue
+            labels = {"app": app, "environment": env, "database": db["name"]}
+            self.registry.set_gauge("headway_database_connections", labels, connections)
+            self.registry.set_gauge("headway_database_size_bytes", labels, size)
+            samples.append(("database_connections", labels, connections, now))
+            samples.append(("database_size_bytes", labels, size, now))
 
     def _queues(self, spec: dict[str, Any], subject: str) -> list[Any]:
         """The length of each queue the rules name (`alerts.queue.queues`), read from the environment's Redis."""
