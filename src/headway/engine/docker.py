@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -420,14 +420,7 @@ class DockerEngine:
         kwargs: dict[str, Any] = {"stream": True, "follow": follow, "tail": tail, "stdout": True, "stderr": True}
         if since is not None:
             kwargs["since"] = int(since)
-        buf = b""
-        for chunk in container.logs(**kwargs):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                yield line.decode(errors="replace")
-        if buf:
-            yield buf.decode(errors="replace")
+        yield from log_lines(container.logs(**kwargs))
 
     def last_lines(self, container: Container, n: int = 20) -> str:
         try:
@@ -512,6 +505,18 @@ class DockerEngine:
             tail.append(line)
             if on_line:
                 on_line(line)
+
+
+def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a log stream that arrives in chunks cut anywhere (a last line without its newline too)."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode(errors="replace")
+    if buf:
+        yield buf.decode(errors="replace")
 
 
 def _split_reference(ref: str) -> tuple[str, str | None]:

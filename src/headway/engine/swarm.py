@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from headway.engine import labels as L
 from headway.engine.base import Container, OneOffResult
-from headway.engine.docker import DockerEngine, _errors, _split_reference, sdk
+from headway.engine.docker import DockerEngine, _errors, _split_reference, log_lines, sdk
 from headway.errors import HeadwayError
 
 if TYPE_CHECKING:
@@ -463,14 +463,7 @@ class SwarmEngine(DockerEngine):
         kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow, "tail": tail}
         if since is not None:
             kwargs["since"] = int(since)
-        buf = b""
-        for chunk in self.client.api.service_logs(container.id, **kwargs):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                yield line.decode(errors="replace")
-        if buf:
-            yield buf.decode(errors="replace")
+        yield from log_lines(self.client.api.service_logs(container.id, **kwargs))
 
     def last_lines(self, container: Container, n: int = 20) -> str:
         if not is_service(container):
