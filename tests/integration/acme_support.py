@@ -3,7 +3,6 @@ server, validating HTTP-01 against the test proxy, with pebble-challtestsrv answ
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.receivers import self_signed
 
 PEBBLE_VALIDITY_DAYS = 7  # short-lived: every certificate Pebble issues is due for renewal (< 30 days left)
 
@@ -45,33 +46,6 @@ def _await_listening(port: int, proc: subprocess.Popen[bytes], log: Path, deadli
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"{proc.args[0]} did not listen on {port} within {deadline:g}s:\n{log.read_text()[-2000:]}")
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for Pebble's own HTTPS (127.0.0.1 and localhost), made at fixture time."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test https")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "https-cert.pem", directory / "https-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @dataclass
@@ -123,7 +97,7 @@ def pebble_fixture(proxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     pebble_proc = None
     try:
         _await_listening(dns_management, challtestsrv, work / "challtestsrv.log")
-        cert, key = _self_signed(work)
+        cert, key = self_signed(work, "pebble test https", days=2, stem="https")  # Pebble's own HTTPS
         listen, management = _loopback_port(), _loopback_port()
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{listen}", "managementListenAddress": f"127.0.0.1:{management}",
