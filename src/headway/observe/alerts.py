@@ -151,12 +151,9 @@ class ErrorRateRule(_Above):
     for_: Duration = Field(300.0, alias="for")
 
 
-class P95Rule(Rule):
+class P95Rule(_Above):
     above: Duration = Field(0.5, description="seconds, e.g. 500ms")
     for_: Duration = Field(300.0, alias="for")
-
-    def breached(self, value: float | bool) -> bool:
-        return float(value) > self.above
 
 
 class CpuRule(_Above):

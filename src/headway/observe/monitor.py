@@ -205,6 +205,7 @@ class Monitor:
         self._restarts: dict[str, tuple[int, list[float]]] = {}  # container id -> (restart count, when seen)
         self._evaluators: dict[str, Any] = {}  # app/environment (or "host") -> its Evaluator
         self._rounds = 0
+        self._proxy_port = 80
         self._engine: Any = None
 
     @property
@@ -227,6 +228,7 @@ class Monitor:
         started = time.monotonic()
         now = time.time() if now is None else now
         self._rounds += 1
+        self._proxy_port = self.proxy_port()  # read once a round, not once a check
         for _ in range(20):  # the log since the last round, in bounded reads
             lines = self.tail.read()
             self.registry.feed(lines)
@@ -282,7 +284,7 @@ class Monitor:
         proxy_ok, proxy_reason = True, ""
         for check in spec.get("health", []):
             if spec.get("domains"):
-                url = f"http://127.0.0.1:{self.proxy_port()}{check['public_path']}"
+                url = f"http://127.0.0.1:{self._proxy_port}{check['public_path']}"
                 host = spec["domains"][0]
             elif spec.get("port"):
                 url, host = f"http://127.0.0.1:{spec['port']}{check['public_path']}", check.get("host")
@@ -323,7 +325,7 @@ class Monitor:
                 samples.append(("container_memory_bytes", labels, float(mem), now))
             check = ports.get(role)
             if check is not None and state.get("Running"):
-                address = self.engine.endpoint(c, f"hw-{app}-{env}", _port_of(c, check))
+                address = self.engine.endpoint(c, L.network_name(app, env), int(check.get("port") or 80))
                 if address:
                     ok, reason = http_check(f"http://{address}{check['path']}", check.get("host"),
                                             float(check.get("timeout", 5)), int(check.get("status", 200)))
@@ -647,10 +649,6 @@ def redis_length(host: str, port: int, password: str | None, key: str, timeout: 
         kind = command(sock, "TYPE", key).decode()
         verb = {"list": "LLEN", "stream": "XLEN", "zset": "ZCARD", "set": "SCARD"}.get(kind)
         return int(command(sock, verb, key)) if verb else 0
-
-
-def _port_of(container: Any, check: dict[str, Any]) -> int:
-    return int(check.get("port") or 0) or 80
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
