@@ -135,7 +135,8 @@ def _timed(load: SteadyLoad, argv: list[str], *, cwd: Path | None = None, env: d
 
 
 def run(swarm: Any, workdir: Path, rounds: int, errors: list[str]) -> dict[str, Any]:
-    from tests.remote.test_swarm import _git, swarm_checkout
+    from tests.remote.conftest import git
+    from tests.remote.test_swarm import swarm_checkout
 
     manager = swarm.manager
     root, name = swarm_checkout(workdir, swarm)
@@ -164,7 +165,7 @@ def run(swarm: Any, workdir: Path, rounds: int, errors: list[str]) -> dict[str, 
     for i in range(rounds):
         app_main = root / "app" / "main.py"
         app_main.write_text(app_main.read_text() + f"\n# bench round {i}\n")
-        _git(root, "commit", "-qam", f"round {i}")
+        git(root, "commit", "-qam", f"round {i}")
         with _load(url, host) as load:
             load.wait_for(100)
             deploy = _timed(load, [*headway_cli, "deploy", "-e", "production"], cwd=root, env=manager.env)

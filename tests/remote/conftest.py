@@ -400,3 +400,39 @@ def swarm_servers(ssh_keys: SshKeys, server_session_id: str, tmp_path_factory: p
     sys.stderr.write(f"\n[swarm_servers] three servers bootstrapped, images loaded in {swarm.setup_seconds:.0f}s\n")
     yield swarm
     stop_swarm(swarm)
+
+
+# -- a developer's checkout of the example shop -----------------------------------------------------------
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", *args], cwd=root,
+                   check=True, capture_output=True)
+
+
+def shop_checkout(tmp_path: Path, prefix: str, production: str, *, edits: tuple[tuple[str, str], ...] = (),
+                  secrets: dict[str, str] | None = None) -> tuple[Path, str]:
+    """examples/shop as a developer's clone under a name of its own (`prefix` + random), `production` (indented
+    lines) added to its production environment, each (old, new) of `edits` replaced once, a secrets file with a
+    fresh POSTGRES_PASSWORD and `secrets`, all committed. Returns (root, app name)."""
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    root = tmp_path / "shop"
+    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
+    text = (root / "headway.yml").read_text().replace("app: shop", f"app: {name}")
+    text = text.replace("[shop.localhost]", f"[{name}.localhost]")
+    text = text.replace("  production:\n", f"  production:\n{production}", 1)
+    for old, new in edits:
+        assert old in text, f"examples/shop/headway.yml no longer has {old!r}"
+        text = text.replace(old, new, 1)
+    (root / "headway.yml").write_text(text)
+    (root / ".gitignore").write_text(".headway/\n")
+    path = root / ".headway" / "secrets.production"
+    path.parent.mkdir()
+    values = {"POSTGRES_PASSWORD": f"pw-{uuid.uuid4().hex}", **(secrets or {})}
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "shop")
+    return root, name

@@ -4,45 +4,22 @@ under a strict client, with the truth (releases, lock, journal) kept on the serv
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from bench.loadgen import SteadyLoad
 
+from tests.remote.conftest import git, shop_checkout
+
 pytestmark = [pytest.mark.docker, pytest.mark.remote]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", *args], cwd=root,
-                   check=True, capture_output=True)
 
 
 @pytest.fixture
 def checkout(tmp_path: Path, docker_server):  # type: ignore[no-untyped-def]
     """examples/shop as a developer's clone: its own name, production on the server, committed."""
     docker_server.load_images("postgres:15", "redis:7")
-    name = f"rshop{uuid.uuid4().hex[:6]}"
-    root = tmp_path / "shop"
-    shutil.copytree(REPO / "examples" / "shop", root,
-                    ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
-    text = (root / "headway.yml").read_text().replace("app: shop", f"app: {name}")
-    text = text.replace("[shop.localhost]", f"[{name}.localhost]")
-    text = text.replace("  production:\n", f"  production:\n    hosts: ['{docker_server.address}']\n", 1)
-    (root / "headway.yml").write_text(text)
-    (root / ".gitignore").write_text(".headway/\n")
-    secrets = root / ".headway" / "secrets.production"
-    secrets.parent.mkdir()
-    secrets.write_text(f"POSTGRES_PASSWORD=pw-{uuid.uuid4().hex}\n")
-    secrets.chmod(0o600)
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "shop")
+    root, name = shop_checkout(tmp_path, "rshop", f"    hosts: ['{docker_server.address}']\n")
     boot = docker_server.cli("--host", str(docker_server.address), "proxy", "boot", cwd=root)
     assert boot.returncode == 0, boot.stderr
     yield root, name
@@ -62,7 +39,7 @@ def test_deploy_redeploy_and_rollback_on_the_server(docker_server, checkout) -> 
     app_main = root / "app" / "main.py"
     app_main.write_text(app_main.read_text() + "\n# second release\n")
     (root / "app" / "uncommitted.txt").write_text("never reaches the server\n")
-    _git(root, "commit", "-qam", "second")
+    git(root, "commit", "-qam", "second")
     with SteadyLoad(url, rate=80, max_seconds=400, headers=host, strict=True) as load:
         load.wait_for(50)
         second = docker_server.cli("deploy", "-e", "production", cwd=root)

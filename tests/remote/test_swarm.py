@@ -6,53 +6,28 @@ costs no failed request while its replicas start again elsewhere and the proxy f
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from bench.loadgen import SteadyLoad
 
-from tests.remote.conftest import REGISTRY_USER, Swarm
+from tests.remote.conftest import REGISTRY_USER, Swarm, git, shop_checkout
 
 pytestmark = [pytest.mark.docker, pytest.mark.remote]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", *args], cwd=root,
-                   check=True, capture_output=True)
 
 
 def swarm_checkout(tmp_path: Path, swarm: Swarm, *, password: str | None = None) -> tuple[Path, str]:
     """examples/shop as a developer's clone whose production runs on the swarm (3 web replicas)."""
-    name = f"swshop{uuid.uuid4().hex[:6]}"
-    root = tmp_path / "shop"
-    shutil.copytree(REPO / "examples" / "shop", root,
-                    ignore=shutil.ignore_patterns("__pycache__", ".headway", ".mypy_cache"))
-    text = (root / "headway.yml").read_text().replace("app: shop", f"app: {name}")
-    text = text.replace("[shop.localhost]", f"[{name}.localhost]")
     nodes = ", ".join(f"'{n.address}'" for n in swarm.nodes)
-    text = text.replace("  production:\n", f"  production:\n    hosts: ['{swarm.manager.address}']\n"
-                        f"    swarm: {{nodes: [{nodes}]}}\n", 1)
-    text = text.replace("replicas: {web: 2, worker: 1}", "replicas: {web: 3, worker: 1}", 1)
-    text = text.replace("image:\n", f"registry: {{server: '{swarm.registry}', username: {REGISTRY_USER}, "
-                        "password: '${REGISTRY_PASSWORD}'}\n\nimage:\n", 1)
-    (root / "headway.yml").write_text(text)
-    (root / ".gitignore").write_text(".headway/\n")
-    secrets = root / ".headway" / "secrets.production"
-    secrets.parent.mkdir()
-    secrets.write_text(f"POSTGRES_PASSWORD=pw-{uuid.uuid4().hex}\n"
-                       f"REGISTRY_PASSWORD={password or swarm.registry_password}\n")
-    secrets.chmod(0o600)
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "shop")
-    return root, name
+    return shop_checkout(
+        tmp_path, "swshop", f"    hosts: ['{swarm.manager.address}']\n    swarm: {{nodes: [{nodes}]}}\n",
+        edits=(("replicas: {web: 2, worker: 1}", "replicas: {web: 3, worker: 1}"),
+               ("image:\n", f"registry: {{server: '{swarm.registry}', username: {REGISTRY_USER}, "
+                            "password: '${REGISTRY_PASSWORD}'}\n\nimage:\n")),
+        secrets={"REGISTRY_PASSWORD": password or swarm.registry_password})
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +85,7 @@ def test_shop_across_three_machines_redeploys_rolls_back_and_survives_a_machine_
 
     app_main = root / "app" / "main.py"
     app_main.write_text(app_main.read_text() + "\n# second release\n")
-    _git(root, "commit", "-qam", "second")
+    git(root, "commit", "-qam", "second")
     with SteadyLoad(url, rate=60, max_seconds=600, headers=host, strict=True) as load:
         load.wait_for(50)
         second = swarm.manager.cli("deploy", "-e", "production", cwd=root)
@@ -157,7 +132,7 @@ def test_shop_across_three_machines_redeploys_rolls_back_and_survives_a_machine_
     assert dead_ip not in routing
     # a deploy while the machine is down runs on the two left, and says which one is missing
     app_main.write_text(app_main.read_text() + "\n# third release\n")
-    _git(root, "commit", "-qam", "third")
+    git(root, "commit", "-qam", "third")
     third = swarm.manager.cli("deploy", "-e", "production", cwd=root)
     assert third.returncode == 0, third.stderr
     assert f"swarm machine {victim.name} is down" in third.stderr
