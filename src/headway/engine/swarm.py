@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from headway.config.base import memory_bytes
 from headway.engine import labels as L
 from headway.engine.base import Container, OneOffResult
 from headway.engine.docker import DockerEngine, _errors, _split_reference, log_lines, sdk
@@ -52,10 +53,6 @@ class Service:
     status: str  # running | created | exited
     attrs: dict[str, Any] = field(default_factory=dict)
     task: dict[str, Any] | None = None  # the task that runs (or last ran) it
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
 
 
 def is_service(container: Any) -> bool:
@@ -263,7 +260,7 @@ class SwarmEngine(DockerEngine):
             stop_grace_period=int((stop_timeout if stop_timeout is not None else 10) * 1e9))
         limits = None
         if resources is not None and (resources.cpus or resources.memory):
-            memory = _bytes(resources.memory) if resources.memory else None
+            memory = memory_bytes(resources.memory) if resources.memory else None
             limits = types.Resources(cpu_limit=int(resources.cpus * 1e9) if resources.cpus else None,
                                      mem_limit=memory)
         role = labels.get(L.ROLE, "")
@@ -481,11 +478,3 @@ class SwarmEngine(DockerEngine):
             return super().user_ids(container)
         local = self._local_container(container)
         return super().user_ids(local) if local is not None else None
-
-
-def _bytes(size: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = size.strip().lower().rstrip("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from headway import __version__
+from headway.config.base import memory_bytes
 from headway.config.model import AppConfig, CommandHealth, HttpHealth, ImageBuild, Resources
 from headway.config.resolve import RoleSpec, Secrets, Target
 from headway.config.secrets import SECRETS_MOUNT, load_secrets, secret_specs, secrets_path_for
@@ -606,10 +607,9 @@ def _resources(resources: Resources | None) -> Doc:
 
 def memory_quantity(docker: str) -> str:
     """A Docker memory size (512m, 1g, 1.5g, 1048576) as a Kubernetes quantity (512Mi, 1Gi, 1536Mi, 1Mi)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmg]?)", docker.lower())
-    if m is None:
+    size = memory_bytes(docker)
+    if size is None:
         raise ConfigError(f"memory {docker!r} is not a size", "write e.g. 256m or 1g")
-    size = int(float(m.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)])
     for unit, factor in (("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
         if size and size % factor == 0:
             return f"{size // factor}{unit}"
