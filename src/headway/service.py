@@ -83,14 +83,12 @@ class Headway:
 
     def tell(self, kind: str, severity: str, title: str, text: str, release: str | None) -> list[Any]:
         """Send a notice to the environment's alert channels; a channel that fails is a warning, never an error."""
-        channels = self.target.config.alerts_for(self.target.environment).channels
-        if not channels:
+        if not self.target.config.alerts_for(self.target.environment).channels:
             return []
-        from headway.observe.notify import Notice, send_all
+        from headway.observe.notify import Notice
 
-        notice = Notice(kind=kind, severity=severity, title=title, text=text, app=self.target.app,  # type: ignore[arg-type]
-                        environment=self.target.environment, release=release)
-        deliveries = send_all(channels, notice, lambda t: self.target.resolve_text("alerts.channels", t))
+        deliveries = self._send(Notice(kind=kind, severity=severity, title=title, text=text,  # type: ignore[arg-type]
+                                       app=self.target.app, environment=self.target.environment, release=release))
         for d in deliveries:
             if not d.ok:
                 self.deployer.report.info(f"warning: the {kind} notice to {d.channel} failed: {d.error}")
@@ -99,15 +97,20 @@ class Headway:
     def alerts_test(self) -> list[Any]:
         """A test notice to every channel (each one's delivery); the host's agent learns the environment too."""
         from headway.observe.monitor import write_spec
-        from headway.observe.notify import send_all, test_notice
+        from headway.observe.notify import test_notice
 
-        channels = self.target.config.alerts_for(self.target.environment).channels
-        if not channels:
+        if not self.target.config.alerts_for(self.target.environment).channels:
             raise ConfigError(f"{self.target.app}/{self.target.environment} has no alert channels",
                               "add e.g. alerts: {channels: [{type: slack, url: \"${SLACK_WEBHOOK}\"}]} to "
                               "headway.yml")
         write_spec(self.target, self.state.root)
-        return send_all(channels, test_notice(self.target.app, self.target.environment),
+        return self._send(test_notice(self.target.app, self.target.environment))
+
+    def _send(self, notice: Any) -> list[Any]:
+        """`notice` to every channel of the environment, secrets filled in from its secrets."""
+        from headway.observe.notify import send_all
+
+        return send_all(self.target.config.alerts_for(self.target.environment).channels, notice,
                         lambda t: self.target.resolve_text("alerts.channels", t))
 
     def _deploy(self, version: str | None, wait: float | None, image_tag: str | None, *,
