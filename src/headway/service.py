@@ -53,6 +53,20 @@ class Headway:
         hooks = _DataHooksOnUse() if target.config.databases else None
         return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter, hooks))
 
+    @classmethod
+    def on_host(cls, app: str, environment: str, *, state_dir: str | Path | None = None,
+                reporter: Reporter | None = None) -> Headway:
+        """app/environment as its last deploy left it on this host, from the config kept there (config/kept.py):
+        for what acts on the host by itself (the dashboard, the autoscaler). Secrets are withheld."""
+        from headway.config.kept import load_kept
+
+        root = Path(state_dir) if state_dir else state_root()
+        target = load_kept(root, app, environment)
+        engine = _engine_for(target)
+        proxy = Proxy(engine, root)
+        state = AppState(root, target.app, target.environment)
+        return cls(target, engine, proxy, state, Deployer(target, engine, proxy, state, reporter, None))
+
     @staticmethod
     def proxy_only(state_dir: str | Path | None = None) -> Proxy:
         return Proxy(DockerEngine(), Path(state_dir) if state_dir else state_root())
@@ -72,14 +86,23 @@ class Headway:
         return outcome
 
     def _after(self, kind: str, outcome: Outcome) -> None:
-        from headway.observe.monitor import write_spec
-
-        write_spec(self.target, self.state.root)
+        self._keep()
         rec = outcome.record
         what = {"deploy": "deployed", "rollback": "rolled back to"}.get(kind, kind)
         number = rec.number if kind == "deploy" else rec.target
         self.tell(kind, "info", f"{self.target.app}/{self.target.environment} {what} {rec.version}",
                   f"deploy {number}, by {rec.by}", rec.version)
+
+    def _keep(self) -> None:
+        """What the host keeps of this environment's config: what the agent watches (monitor.json) and the config
+        the host's own actions use (config/kept.py). Loaded from there already: nothing new."""
+        if self.target.secrets_withheld:
+            return
+        from headway.config.kept import keep
+        from headway.observe.monitor import write_spec
+
+        write_spec(self.target, self.state.root)
+        keep(self.target, self.state.root)
 
     def tell(self, kind: str, severity: str, title: str, text: str, release: str | None) -> list[Any]:
         """Send a notice to the environment's alert channels; a channel that fails is a warning, never an error."""
@@ -96,20 +119,25 @@ class Headway:
 
     def alerts_test(self) -> list[Any]:
         """A test notice to every channel (each one's delivery); the host's agent learns the environment too."""
-        from headway.observe.monitor import write_spec
         from headway.observe.notify import test_notice
 
         if not self.target.config.alerts_for(self.target.environment).channels:
             raise ConfigError(f"{self.target.app}/{self.target.environment} has no alert channels",
                               "add e.g. alerts: {channels: [{type: slack, url: \"${SLACK_WEBHOOK}\"}]} to "
                               "headway.yml")
-        write_spec(self.target, self.state.root)
+        self._keep()
         return self._send(test_notice(self.target.app, self.target.environment))
 
     def _send(self, notice: Any) -> list[Any]:
-        """`notice` to every channel of the environment, secrets filled in from its secrets."""
+        """`notice` to every channel of the environment, secrets filled in from its secrets (with the secrets
+        withheld: the channels the host's agent has, filled in when they were written)."""
         from headway.observe.notify import send_all
 
+        if self.target.secrets_withheld:
+            from headway.observe.monitor import spec_channels
+
+            return send_all(spec_channels(self.state.root, self.target.app, self.target.environment), notice,
+                            lambda t: t)
         return send_all(self.target.config.alerts_for(self.target.environment).channels, notice,
                         lambda t: self.target.resolve_text("alerts.channels", t))
 

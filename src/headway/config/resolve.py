@@ -30,7 +30,7 @@ from headway.config.secrets import (
     secret_specs,
     secrets_path_for,
 )
-from headway.errors import ConfigError
+from headway.errors import ConfigError, HeadwayError
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -40,6 +40,16 @@ class Secrets(SecretValues):
 
     def __repr__(self) -> str:
         return f"Secrets({', '.join(sorted(self))})"
+
+
+class SecretWithheld(HeadwayError):
+    """An action taken on the host (config/kept.py) needed a secret's value, which is not kept there."""
+
+
+def _withheld(name: str | None, environment: str) -> SecretWithheld:
+    what = f"the secret {name}, which is" if name else f"the secrets of {environment}, which are"
+    return SecretWithheld(f"this needs {what} not kept on the host",
+                          f"run the command where the deploys of {environment} come from (with its secrets file)")
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class Target:
     tls: TlsOptions | None = None
     env: dict[str, str] = field(repr=False, default_factory=dict)
     secrets: Secrets = field(repr=False, default_factory=Secrets)
+    secrets_withheld: bool = False  # loaded from the config kept on the host (config/kept.py): no values
 
     @property
     def web_role(self) -> RoleSpec | None:
@@ -126,6 +137,8 @@ class Target:
         `as: file`), then config env and role env with ${SECRET} references filled in. `role` None: the
         release/seed one-off, which gets every secret."""
         names = self.role_secrets(role)
+        if self.secrets_withheld:  # which ones a role gets is not known either
+            raise _withheld(None, self.environment)
         self.secrets.fetch(names)
         delivered = {f"{n}_FILE" if self.secrets.as_file(n) else n:
                      f"{SECRETS_MOUNT}/{n}" if self.secrets.as_file(n) else self.secrets[n] for n in names}
@@ -146,6 +159,8 @@ class Target:
         return {n: self.secrets[n] for n in files}
 
     def accessory_env(self, acc: AccessorySpec) -> dict[str, str]:
+        if self.secrets_withheld and acc.secret_names:
+            raise _withheld(acc.secret_names[0], self.environment)
         env = {k: self._interpolate(k, v) for k, v in acc.env.items()}
         self.secrets.fetch(acc.secret_names)
         for name in acc.secret_names:
@@ -167,6 +182,8 @@ class Target:
                 return self.secrets[name]
             if name in self.env and "${" not in self.env[name]:
                 return self.env[name]
+            if self.secrets_withheld:
+                raise _withheld(name, self.environment)
             raise ConfigError(f"env {key} refers to ${{{name}}}, which is neither a secret nor an env var",
                               f"add {name}=... to the secrets file of {self.environment}")
         return _REF.sub(sub, value)
@@ -180,7 +197,9 @@ class Target:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def resolve(config: AppConfig, environment: str, root: Path) -> Target:
+def resolve(config: AppConfig, environment: str, root: Path, *, withheld: bool = False) -> Target:
+    """`withheld`: no secrets file is read (the config kept on the host, config/kept.py); what needs a value
+    raises SecretWithheld."""
     if environment not in config.environments:
         known = ", ".join(config.environments)
         raise ConfigError(f"no environment {environment!r} in headway.yml (known: {known})",
@@ -208,18 +227,22 @@ def resolve(config: AppConfig, environment: str, root: Path) -> Target:
                     | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in _REF.finditer(v)}
                     | _registry_refs(config))
     commands = {n for n, spec in specs.items() if spec.from_}
-    secrets = Secrets(load_secrets(secrets_path, required=bool(set(needed) - commands)), specs=specs, cwd=root)
     env = {**config.env, **env_cfg.env}
-    missing = [n for n in needed if not secrets.has(n) and not (n in env and "${" not in env[n])]
-    if missing:
-        raise ConfigError(f"{secrets_path}: missing {', '.join(missing)}",
-                          f"add {missing[0]}=... to {secrets_path} (mode 600)")
-    check_named_secrets(config, environment, secrets, secrets_path)
+    if withheld:
+        secrets = Secrets({}, specs={}, cwd=root)
+    else:
+        secrets = Secrets(load_secrets(secrets_path, required=bool(set(needed) - commands)), specs=specs, cwd=root)
+        missing = [n for n in needed if not secrets.has(n) and not (n in env and "${" not in env[n])]
+        if missing:
+            raise ConfigError(f"{secrets_path}: missing {', '.join(missing)}",
+                              f"add {missing[0]}=... to {secrets_path} (mode 600)")
+        check_named_secrets(config, environment, secrets, secrets_path)
     seed = env_cfg.seed
     seed_argv = shlex.split(seed) if isinstance(seed, str) else seed
     return Target(app=config.app, environment=environment, root=root, config=config, roles=roles,
                   accessories=accessories, domains=list(env_cfg.domains), port=env_cfg.port, deploy=deploy,
-                  seed_argv=seed_argv, edge=env_cfg.proxy, tls=env_cfg.tls_options, env=env, secrets=secrets)
+                  seed_argv=seed_argv, edge=env_cfg.proxy, tls=env_cfg.tls_options, env=env, secrets=secrets,
+                  secrets_withheld=withheld)
 
 
 def _registry_refs(config: AppConfig) -> set[str]:

@@ -88,3 +88,6 @@ class Engine(Protocol):
     # uid and gid the container's processes run as (its image's USER, names looked up in its /etc/passwd and
     # /etc/group); None when they cannot be known
     def user_ids(self, container: Container) -> tuple[int, int] | None: ...
+    # the env the container was created with (its image's ENV included): a new replica of the same role and
+    # release is created with it when the secrets are not at hand (config/kept.py)
+    def container_env(self, container: Container) -> dict[str, str]: ...

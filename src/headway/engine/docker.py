@@ -457,6 +457,11 @@ class DockerEngine:
         finally:
             self.remove(container)
 
+    def container_env(self, container: Container) -> dict[str, str]:
+        container.reload()
+        pairs = ((container.attrs.get("Config") or {}).get("Env") or [])
+        return dict(str(p).split("=", 1) for p in pairs if "=" in str(p))
+
     def user_ids(self, container: Container) -> tuple[int, int] | None:
         """uid and gid of the container's USER: numbers as given, names from the container's own /etc/passwd and
         /etc/group (read from its filesystem, so it need not run); None when they cannot be found."""

@@ -113,6 +113,18 @@ def _resolved(target: Target, value: Any) -> Any:
     return value
 
 
+def spec_channels(state_root: Path, app: str, environment: str) -> list[Any]:
+    """The notification channels the environment's monitor.json has (their secrets filled in when written)."""
+    from headway.observe.notify import parse_channels
+
+    path = state_root / "apps" / app / environment / SPEC
+    try:
+        channels = json.loads(path.read_text()).get("channels") or []
+    except (OSError, ValueError):
+        return []
+    return list(parse_channels(channels, filled=True))
+
+
 def read_specs(state_root: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted((state_root / "apps").glob(f"*/*/{SPEC}")):

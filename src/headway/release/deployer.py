@@ -35,6 +35,7 @@ from headway.release.plan import DeployPlan, plan_deploy, plan_from_data, plan_t
 from headway.release.images import RELEASE, make_images, plan_images
 from headway.release.quick import NOTE, QuickSwitch
 from headway.release.report import RecordingReporter, Reporter
+from headway.release.secret_files import LABEL as SECRET_FILES_LABEL
 from headway.release.secret_files import SecretFiles
 from headway import faults
 from headway.state.journal import Journal
@@ -325,12 +326,16 @@ class Deployer:
 
     def _create_app_container(self, name: str, role: RoleSpec, image: str, version: str, number: int,
                               color: str) -> Container:
-        files = self.t.secret_files(self.t.role_secrets(role))
+        if self.t.secrets_withheld:
+            env, labels, files = self._like_sibling(role, number)
+        else:
+            files = self.t.secret_files(self.t.role_secrets(role))
+            env = self._env_for(role, version, number)
+            labels = L.owned("app", app=self.t.app, environment=self.t.environment, role=role.name,
+                             release=version, deploy=number, color=color, config_hash=self.t.config_hash()) \
+                | (SecretFiles.label(list(files)) if files else {})
         container = self.engine.create(
-            name=name, image=image, command=role.argv, env=self._env_for(role, version, number),
-            labels=L.owned("app", app=self.t.app, environment=self.t.environment, role=role.name,
-                           release=version, deploy=number, color=color, config_hash=self.t.config_hash())
-            | (SecretFiles.label(list(files)) if files else {}),
+            name=name, image=image, command=role.argv, env=env, labels=labels,
             network=self.network, resources=role.resources, fixed_address=role.port is not None,
             stop_signal=role.stop_signal, volumes=self.secret_files.mount(name) if files else None,
             serve_port=role.port, stop_timeout=role.stop_timeout,
@@ -339,6 +344,24 @@ class Deployer:
         if files:
             self._write_secret_files(container, files)
         return container
+
+    def _like_sibling(self, role: RoleSpec, number: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """Env, labels and secret files of a replica of `role` in deploy `number`, for a new one when the secrets
+        are withheld (config/kept.py): the running replica holds them already."""
+        siblings = sorted(self.containers(deploy=number, role=role.name, include_stopped=False),
+                          key=lambda c: c.name or "")
+        if not siblings:
+            raise HeadwayError(f"no running {role.name} container of deploy {number} to take its env from, and the "
+                               "secrets are not kept on the host",
+                               f"scale {role.name} where the deploys of {self.t.environment} come from")
+        model = siblings[0]
+        names = [n for n in (model.labels.get(SECRET_FILES_LABEL) or "").split(",") if n]
+        folder = self.secret_files.folder(model.name or "")
+        files = {n: (folder / n).read_text() for n in names if (folder / n).is_file()}
+        if len(files) != len(names):
+            raise HeadwayError(f"the secret files of {model.name} are missing on the host",
+                               f"run the command where the deploys of {self.t.environment} come from")
+        return self.engine.container_env(model), dict(model.labels), files
 
     def _write_secret_files(self, container: Container, files: dict[str, str]) -> None:
         try:
@@ -351,6 +374,8 @@ class Deployer:
     def _reconcile_secret_files(self) -> list[str]:
         """Folders of removed containers go; files missing after a host reboot are written again."""
         self.secret_files.sweep()
+        if self.t.secrets_withheld:  # no values to write them with: the next command with secrets does
+            return []
 
         def values(names: list[str]) -> dict[str, str]:
             known = [n for n in names if self.t.secrets.has(n)]
