@@ -57,7 +57,7 @@ die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
 # command -> package; a command already on PATH (e.g. docker from docker-ce) is fine
 HOST_TOOLS=(dockerd:docker.io docker:docker.io debootstrap:debootstrap docker-compose:docker-compose wrk:wrk
             pebble:pebble pebble-challtestsrv:pebble docker-registry:docker-registry htpasswd:apache2-utils
-            redis-server:redis-server redis-cli:redis-tools)
+            redis-server:redis-server redis-cli:redis-tools chromium:chromium chromedriver:chromium-driver)
 
 ensure_packages() {
     local missing=() tool pkg

@@ -104,11 +104,11 @@ class AppDir:
         return f"http://127.0.0.1:{self.ports[environment]}{path}"
 
     def cli(self, *args: str, check: bool = False, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run the real `headway` command as a user would."""
+            env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real `headway` command as a user would (`input` typed on its standard input)."""
         env = {**os.environ, "HEADWAY_STATE_DIR": str(self.state_dir), **(env or {})}
         result = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.root, env=env, text=True,
-                                capture_output=True, timeout=timeout)
+                                capture_output=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"headway {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result

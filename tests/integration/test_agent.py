@@ -63,7 +63,8 @@ alerts:
     secrets.chmod(0o600)
     tiny_app.cli("deploy", "-e", "production", check=True)
     agent = Agent(docker_engine, tiny_app.state_dir)
-    agent.boot(port=free_port(), interval=1.0, name=f"headway-agent-test-{tiny_app.name}")
+    agent.boot(port=free_port(), interval=1.0, name=f"headway-agent-test-{tiny_app.name}",
+               dashboard_port=free_port())
     yield tiny_app, agent
     agent.stop()
 
@@ -184,3 +185,41 @@ def test_the_agents_port_taken_is_a_clear_error(tiny_app: AppDir, docker_engine)
     assert out.returncode != 0 and f"port {port}" in out.stderr and "--port" in out.stderr
     assert "Traceback" not in out.stderr
     assert docker_engine.get(f"headway-agent-test-{tiny_app.name}") is None
+
+
+def test_the_dashboard_in_the_agents_container_rolls_back(tiny_app: AppDir, docker_engine) -> None:  # type: ignore[no-untyped-def]
+    """The agent serves the dashboard through the proxy; its action runs inside the agent's container."""
+    import re
+
+    tiny_app.cli("deploy", "-e", "production", "--version", "v1", check=True)
+    tiny_app.cli("deploy", "-e", "production", "--version", "v2", check=True)
+    password = f"pw-{uuid.uuid4().hex}"
+    set_pw = tiny_app.cli("agent", "password", "--stdin", input=password + "\n")
+    assert set_pw.returncode == 0, set_pw.stderr
+    assert password not in set_pw.stdout + set_pw.stderr
+    agent = Agent(docker_engine, tiny_app.state_dir)
+    public = free_port()
+    agent.boot(port=free_port(), interval=2.0, name=f"headway-agent-test-{tiny_app.name}",
+               dashboard_port=free_port(), dashboard_public_port=public)
+    try:
+        url = f"http://localhost:{public}"
+        with httpx.Client(timeout=120, follow_redirects=False) as client:
+            page = client.get(f"{url}/login")
+            token = re.search(r'name="form_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+            login_cookie = page.headers["set-cookie"].split(";", 1)[0]
+            r = client.post(f"{url}/login", data={"user": "admin", "password": password, "form_token": token},
+                            headers={"Cookie": login_cookie})
+            assert r.status_code == 303, r.text
+            cookie = {"Cookie": next(v for k, v in r.headers.multi_items()
+                                     if k == "set-cookie" and "hw_session=" in v).split(";", 1)[0]}
+            page = client.get(f"{url}/env/{tiny_app.name}/production", headers=cookie)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+            r = client.post(f"{url}/env/{tiny_app.name}/production/rollback", data={"deploy": "1", "csrf": csrf},
+                            headers=cookie)
+            assert r.status_code == 303
+            page = client.get(f"{url}/env/{tiny_app.name}/production", headers=cookie)
+            assert 'id="live-release">v1<' in page.text, page.text[-3000:]
+        assert httpx.get(tiny_app.url(), timeout=5).json()["release"] == "v1"
+        assert tiny_app.headway().state.history()[-1].by.startswith("dashboard:admin@")
+    finally:
+        agent.stop()

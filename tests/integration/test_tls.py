@@ -356,3 +356,31 @@ def test_certificate_with_time_left_is_kept_without_asking_the_ca(tmp_path, dock
     # no TLS, no certificate
     (tmp_path / "headway.yml").write_text("app: keep\nroles: {web: {port: 8000}}\nenvironments: {production: {}}\n")
     assert ensure_certificate(load_target("production", tmp_path / "headway.yml"), proxy) is None
+
+
+# -- the agent's dashboard on a domain: its own certificate from the CA, HSTS, behind the same proxy --------------
+def test_the_dashboard_on_a_domain_is_served_over_tls(proxy, pebble, acme_ca_bundle, docker_engine):
+    from headway.observe.agent import DASHBOARD_APP, DASHBOARD_ENV, Agent, AgentSettings
+    from headway.observe.dashboard import Dashboard
+    from tests.conftest import free_port
+
+    domain = f"dash-{uuid.uuid4().hex[:6]}.test"
+    board = Dashboard(proxy.state_dir, docker_engine)
+    server = board.serve("127.0.0.1", free_port())
+    agent = Agent(docker_engine, proxy.state_dir)
+    try:
+        url = agent.publish_dashboard(AgentSettings(
+            dashboard_port=server.server.server_address[1], dashboard_domain=domain,
+            dashboard_tls={"acme_directory": pebble.directory, "email": "ops@example.com"}))
+        assert url == f"https://{domain}/"
+        served = https_get(proxy.https_port, domain, pebble.root, "/login")
+        assert served.status == 200 and "Log in" in served.body
+        assert served.names == [domain]
+        assert served.headers["strict-transport-security"].startswith("max-age=")
+        assert "Secure" in served.headers["set-cookie"] and "HttpOnly" in served.headers["set-cookie"]
+        status, headers = http_get(proxy.http_port, domain, "/login")
+        assert status == 301 and headers["location"].startswith(f"https://{domain}")
+    finally:
+        server.close()
+        agent.publish_dashboard(AgentSettings(dashboard_port=0))
+    assert proxy.proxy.routes.get(DASHBOARD_APP, DASHBOARD_ENV) is None

@@ -30,17 +30,46 @@ def agent() -> None:
 @click.option("--interval", type=float, default=None, help="Seconds between checks (default 15).")
 @click.option("--base-image", default=None, help="Image the agent's image is built from (default python:3.11-slim).")
 @click.option("--name", default=None, help="Container name (default headway-agent).")
+@click.option("--dashboard-port", type=int, default=None,
+              help="127.0.0.1 port of the dashboard (default 9106; 0 turns it off).")
+@click.option("--dashboard-domain", default=None, help="Serve the dashboard through the proxy on this name.")
+@click.option("--dashboard-public-port", type=int, default=None,
+              help="Or on this port of the proxy (plain HTTP: reach it through an SSH tunnel or a VPN).")
+@click.option("--dashboard-tls/--no-dashboard-tls", default=None,
+              help="A certificate for --dashboard-domain from the ACME CA (default on with a domain).")
+@click.option("--acme-email", default=None, help="Contact for the dashboard's ACME account.")
+@click.option("--acme-directory", default=None, help="ACME directory URL (default Let's Encrypt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.pass_obj
 def boot_cmd(obj: Any, port: int | None, interval: float | None, base_image: str | None, name: str | None,
+             dashboard_port: int | None, dashboard_domain: str | None, dashboard_public_port: int | None,
+             dashboard_tls: bool | None, acme_email: str | None, acme_directory: str | None,
              as_json: bool) -> None:
     """Build the agent's image for this headway and start it (idempotent)."""
-    st = _agent(obj).boot(port=port, interval=interval, base_image=base_image, name=name)
+    tls: dict[str, Any] | None = None
+    if dashboard_domain and dashboard_tls is not False:
+        tls = {k: v for k, v in {"email": acme_email, "acme_directory": acme_directory}.items() if v}
+    agent = _agent(obj)
+    st = agent.boot(port=port, interval=interval, base_image=base_image, name=name, dashboard_port=dashboard_port,
+                    dashboard_domain=dashboard_domain, dashboard_public_port=dashboard_public_port,
+                    dashboard_tls=tls)
     if as_json:
         print_json(st.model_dump())
     else:
         err_console.print(f"[green]agent running[/green] {st.container} ({st.image}), "
                           f"metrics on 127.0.0.1:{st.port}/metrics")
+        settings = agent.settings()
+        if settings.dashboard_port:
+            where = f"https://{settings.dashboard_domain}/" if settings.dashboard_domain and settings.dashboard_tls \
+                is not None else f"http://{settings.dashboard_domain}/" if settings.dashboard_domain else \
+                f"port {settings.dashboard_public_port} of the proxy" if settings.dashboard_public_port else \
+                f"127.0.0.1:{settings.dashboard_port} (ssh -L {settings.dashboard_port}:127.0.0.1:" \
+                f"{settings.dashboard_port} to reach it)"
+            err_console.print(f"dashboard on {where}")
+            from headway.observe.dashboard_auth import Users
+
+            if not Users(agent.dir / "dashboard").names():
+                err_console.print("set its password first: `headway agent password`")
 
 
 @agent.command("status")
@@ -79,14 +108,63 @@ def stop_cmd(obj: Any) -> None:
     err_console.print("agent removed" if _agent(obj).stop() else "the agent was not running")
 
 
+@agent.command("password")
+@click.option("--user", default="admin", show_default=True, help="The dashboard user to set the password of.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@click.option("--remove", is_flag=True, help="Remove the user instead.")
+@click.pass_obj
+def password_cmd(obj: Any, user: str, from_stdin: bool, remove: bool) -> None:
+    """Set the password of a dashboard user on this host (stored hashed; at least 12 characters)."""
+    from headway.observe.dashboard_auth import Users
+
+    users = Users(_agent(obj).dir / "dashboard")
+    if remove:
+        err_console.print(f"user {user} removed" if users.remove(user) else f"no user {user}")
+        return
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt(f"password for {user}", hide_input=True, confirmation_prompt=True)
+    users.set_password(user, password)
+    err_console.print(f"password of dashboard user [bold]{user}[/bold] set")
+
+
+@agent.command("act", hidden=True)
+@click.option("--app", required=True)
+@click.option("-e", "--environment", required=True)
+@click.argument("action", type=click.Choice(["rollback", "maintenance"]))
+@click.argument("state", required=False, type=click.Choice(["on", "off"]))
+@click.option("--to", "to", default=None, help="rollback: the deploy number to roll back to.")
+@click.pass_obj
+def act_cmd(obj: Any, app: str, environment: str, action: str, state: str | None, to: str | None) -> None:
+    """An action from the dashboard, from the config kept on this host (what `headway agent run` starts)."""
+    from headway.cli.render import ConsoleReporter
+    from headway.service import Headway
+
+    hw = Headway.on_host(app, environment, state_dir=getattr(obj, "state_dir", None), reporter=ConsoleReporter())
+    if action == "rollback":
+        outcome = hw.rollback(to, wait=5)
+        err_console.print(f"rolled back {app}/{environment} to {outcome.record.version}")
+    else:
+        if state is None:
+            raise click.UsageError("maintenance needs on or off")
+        hw.maintenance(state == "on")
+        err_console.print(f"maintenance {state} for {app}/{environment}")
+
+
 @agent.command("run", hidden=True)
 @click.option("--state-dir", "state_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--port", type=int, default=9105)
 @click.option("--bind", default="127.0.0.1")
 @click.option("--interval", type=float, default=15.0)
+@click.option("--dashboard-port", type=int, default=0, help="127.0.0.1 port of the dashboard (0: none).")
 @click.option("--once", is_flag=True, help="One round of checks, then exit.")
-def run_cmd(state_dir: str, port: int, bind: str, interval: float, once: bool) -> None:
+def run_cmd(state_dir: str, port: int, bind: str, interval: float, dashboard_port: int, once: bool) -> None:
     """The agent itself (what the container runs)."""
     from headway.observe.monitor import Monitor
 
+    if dashboard_port and not once:
+        from headway.observe.dashboard import Dashboard
+
+        Dashboard(Path(state_dir)).serve("127.0.0.1", dashboard_port)
     Monitor(Path(state_dir), interval=interval).run(port=port, bind=bind, once=once)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from headway.engine.base import Engine
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DASHBOARD_APP, DASHBOARD_ENV = "headway-agent", "dashboard"  # the dashboard's route in the proxy
 
 
 class AgentError(HeadwayError):
@@ -44,6 +45,11 @@ class AgentSettings(BaseModel):
     interval: float = Field(15.0, ge=1.0)
     cpus: float = 0.25
     memory: str = "192m"
+    dashboard_port: int = Field(9106, ge=0, le=65535, description="127.0.0.1 port of the dashboard (0: none)")
+    dashboard_domain: str | None = Field(None, description="serve the dashboard through the proxy on this name")
+    dashboard_public_port: int | None = Field(None, ge=1, le=65535,
+                                              description="or on this port of the proxy")
+    dashboard_tls: dict[str, Any] | None = Field(None, description="tls: options for the dashboard's domain")
 
 
 class AgentStatus(BaseModel):
@@ -110,20 +116,29 @@ class Agent:
             shutil.rmtree(work, ignore_errors=True)
 
     def boot(self, *, port: int | None = None, interval: float | None = None, base_image: str | None = None,
-             name: str | None = None, on_line: Any = None) -> AgentStatus:
-        """Start the agent (or restart it on a new image or settings)."""
+             name: str | None = None, on_line: Any = None, dashboard_port: int | None = None,
+             dashboard_domain: str | None = None, dashboard_public_port: int | None = None,
+             dashboard_tls: dict[str, Any] | None = None) -> AgentStatus:
+        """Start the agent (or restart it on a new image or settings); publish its dashboard through the proxy
+        when a domain or a port is given for it."""
         old = self.settings()
-        settings = old.model_copy(update={k: v for k, v in {"port": port, "interval": interval,
-                                                            "base_image": base_image, "name": name}.items()
-                                          if v is not None})
+        settings = old.model_copy(update={k: v for k, v in {
+            "port": port, "interval": interval, "base_image": base_image, "name": name,
+            "dashboard_port": dashboard_port, "dashboard_domain": dashboard_domain,
+            "dashboard_public_port": dashboard_public_port, "dashboard_tls": dashboard_tls}.items()
+            if v is not None})
+        settings = AgentSettings.model_validate(settings.model_dump())
         image = self.image(settings, on_line)
         existing = self.engine.get(settings.name)
         if existing is not None and self.engine.state(existing).get("Running") and settings == old and \
                 str((existing.attrs.get("Config") or {}).get("Image", "")) == image:
+            self.publish_dashboard(settings)
             return self.status()
         if existing is not None:
             self.engine.remove(existing)
         _require_free_port(settings.bind, settings.port)
+        if settings.dashboard_port:
+            _require_free_port("127.0.0.1", settings.dashboard_port, "--dashboard-port")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.settings_path.write_text(settings.model_dump_json(indent=2))
         from headway.config.model import Resources
@@ -132,7 +147,7 @@ class Agent:
         container = self.engine.create(
             name=settings.name, image=image,
             command=["--state-dir", root, "--port", str(settings.port), "--bind", settings.bind,
-                     "--interval", str(settings.interval)],
+                     "--interval", str(settings.interval), "--dashboard-port", str(settings.dashboard_port)],
             env={}, labels=L.owned("agent"), network=None, network_mode="host", restart="always",
             resources=Resources(cpus=settings.cpus, memory=settings.memory),
             volumes={root: {"bind": root, "mode": "rw"},
@@ -140,7 +155,33 @@ class Agent:
                      "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}})
         self.engine.start(container)
         self._await_health(settings)
+        self.publish_dashboard(settings)
         return self.status()
+
+    def publish_dashboard(self, settings: AgentSettings) -> str | None:
+        """Route the dashboard's domain (TLS when it has options for it) or port through the proxy to the agent;
+        with neither, no route. The URL it is served on."""
+        from headway.proxy.nginx import Proxy
+        from headway.proxy.routes import Route
+
+        proxy = Proxy(self.engine, self.root)
+        if not settings.dashboard_port or not (settings.dashboard_domain or settings.dashboard_public_port):
+            if proxy.routes.get(DASHBOARD_APP, DASHBOARD_ENV) is not None:
+                proxy.drop_route(DASHBOARD_APP, DASHBOARD_ENV)
+            return None
+        tls = None
+        if settings.dashboard_domain and settings.dashboard_tls is not None:
+            from headway.proxy.certificates import ensure_certificate
+
+            tls = ensure_certificate(_dashboard_target(settings, self.root), proxy)
+        route = Route(app=DASHBOARD_APP, environment=DASHBOARD_ENV, release=__version__, deploy=1,
+                      domains=[settings.dashboard_domain] if settings.dashboard_domain else [],
+                      port=settings.dashboard_public_port, upstreams=[f"127.0.0.1:{settings.dashboard_port}"],
+                      tls=tls)
+        proxy.set_route(route)
+        if settings.dashboard_domain:
+            return f"{'https' if tls else 'http'}://{settings.dashboard_domain}/"
+        return f"http://<this host>:{settings.dashboard_public_port}/"
 
     def _await_health(self, settings: AgentSettings, timeout: float = 60.0) -> None:
         import time
@@ -207,7 +248,19 @@ def _requirements(wheel: Path) -> str:
     return "\n".join(d for d in deps if "extra ==" not in d) + "\n"
 
 
-def _require_free_port(bind: str, port: int) -> None:
+def _dashboard_target(settings: AgentSettings, root: Path) -> Any:
+    """The dashboard as the one-role environment certificates are issued for (proxy/certificates.py)."""
+    from headway.config.model import AppConfig
+    from headway.config.resolve import resolve
+
+    config = AppConfig.model_validate({
+        "app": DASHBOARD_APP, "roles": {"dashboard": {"port": settings.dashboard_port}},
+        "environments": {DASHBOARD_ENV: {"domains": [settings.dashboard_domain],
+                                         "tls": settings.dashboard_tls or True}}})
+    return resolve(config, DASHBOARD_ENV, root, withheld=True)
+
+
+def _require_free_port(bind: str, port: int, option: str = "--port") -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -216,5 +269,5 @@ def _require_free_port(bind: str, port: int) -> None:
             s.bind((bind, port))
         except OSError:
             raise AgentError(f"port {port} on {bind} is taken, the agent cannot listen there",
-                             f"free it, or boot the agent on another port: `headway agent boot --port "
+                             f"free it, or boot the agent on another port: `headway agent boot {option} "
                              f"{port + 1}`") from None

@@ -3,14 +3,18 @@ Standard library only: the quick rollback path (release/quick.py) uses it before
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write beside, fsync, rename over: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
+def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write beside, fsync, rename over: readers see the old file or the new one (created with `mode`)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
