@@ -19,7 +19,7 @@ from headway.config.duration import parse_duration
 from headway.config.resolve import Target, load_target
 from headway.engine import labels as L
 from headway.engine.docker import DockerEngine
-from headway.errors import ConfigError, HeadwayError, NotFound
+from headway.errors import CanaryFailed, ConfigError, HeadwayError, NotFound
 from headway.proxy.nginx import Proxy
 from headway.proxy.routes import Route
 from headway.release.deployer import Deployer, Outcome
@@ -79,8 +79,11 @@ class Headway:
         try:
             outcome = self._deploy(version, wait, image_tag, ref=ref, dirty=dirty, force=force)
         except HeadwayError as exc:
-            self.tell("deploy", "warning", f"deploy of {self.target.app}/{self.target.environment} failed",
-                      exc.message + (f"\nfix: {exc.fix}" if exc.fix else ""), None)
+            canary = isinstance(exc, CanaryFailed)
+            self.tell("canary" if canary else "deploy", "warning",
+                      f"{'canary' if canary else 'deploy'} of {self.target.app}/{self.target.environment} "
+                      f"{'aborted' if canary else 'failed'}", exc.message + (f"\nfix: {exc.fix}" if exc.fix else ""),
+                      None)
             raise
         self._after("deploy", outcome)
         return outcome
@@ -126,7 +129,11 @@ class Headway:
                               "add e.g. alerts: {channels: [{type: slack, url: \"${SLACK_WEBHOOK}\"}]} to "
                               "headway.yml")
         self._keep()
-        return self._send(test_notice(self.target.app, self.target.environment))
+        deliveries = self._send(test_notice(self.target.app, self.target.environment))
+        from headway.audit.history import record_alerts_test
+
+        record_alerts_test(self.state.dir, deliveries)  # what `headway doctor` reads
+        return deliveries
 
     def _send(self, notice: Any) -> list[Any]:
         """`notice` to every channel of the environment, secrets filled in from its secrets (with the secrets
@@ -206,7 +213,12 @@ class Headway:
         """Databases of this environment: backups, verification, restore (see headway.data.backup)."""
         from headway.data.backup import BackupService
 
-        return BackupService(self.target, self.engine, self.state.root, self.deployer.report)
+        svc = BackupService(self.target, self.engine, self.state.root, self.deployer.report)
+        def announce(severity: str, title: str, text: str) -> None:
+            self.tell("backup", severity, title, text, None)
+
+        svc.announce = announce
+        return svc
 
     def restore_database(self, backup_id: str | None = None, *, name: str | None = None, into: str | None = None,
                          identities: list[Any] | None = None, confirmed: bool = False) -> RestoreResult:
@@ -215,8 +227,9 @@ class Headway:
         return self.databases().restore(backup_id, name=name, into=into, identities=identities,
                                         app=DeployerAppControl(self.deployer), confirmed=confirmed)
 
-    def scale(self, counts: dict[str, int], wait: float | None = None) -> dict[str, int]:
-        return self.deployer.scale(counts, wait=wait)
+    def scale(self, counts: dict[str, int], wait: float | None = None, *, reason: str | None = None
+              ) -> dict[str, int]:
+        return self.deployer.scale(counts, wait=wait, reason=reason)
 
     def maintenance(self, on: bool, *, message: str | None = None, allow: list[str] | None = None,
                     page: Path | None = None, retry_after: int = 120) -> Route:
@@ -279,7 +292,18 @@ class Headway:
                 "maintenance": route.maintenance.model_dump() if route and route.maintenance else None,
                 "canary": route.canary.model_dump() if route and route.canary else None,
                 "tls": route.tls.model_dump() if route and route.tls else None,
-                "databases": self._database_rows(found), "alerts": self._firing()}
+                "databases": self._database_rows(found), "alerts": self._firing(),
+                "autoscale": self._autoscale()}
+
+    def _autoscale(self) -> dict[str, Any] | None:
+        """The environment's autoscale policy and what the host's agent last decided and did (from its state)."""
+        policy = self.target.config.autoscale_for(self.target.environment)
+        if not policy.active:
+            return None
+        from headway.observe.autoscale import EnvironmentState, state_path
+
+        st = EnvironmentState.load(state_path(self.state.root, self.target.app, self.target.environment))
+        return {**policy.to_data(), "last": st.last or None, "action": st.action}
 
     def _firing(self) -> list[dict[str, Any]]:
         """What the host's agent has firing for this environment (read from its state; nothing when none runs)."""

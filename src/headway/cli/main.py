@@ -67,7 +67,8 @@ class LazyGroup(click.Group):
             "render": "headway.cli.manifests:render", "server": "headway.cli.server:server",
             "swarm": "headway.cli.swarm:swarm", "agent": "headway.cli.agent:agent",
             "alerts": "headway.cli.alerts:alerts", "metrics": "headway.cli.metrics:metrics",
-            "top": "headway.cli.metrics:top"}
+            "top": "headway.cli.metrics:top", "doctor": "headway.cli.doctor:doctor", "ci": "headway.cli.ci:ci",
+            "loadtest": "headway.cli.loadtest:loadtest"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -248,7 +249,7 @@ def releases(obj: Context, environment: str, as_json: bool) -> None:
         return
     table = Table("#", "action", "version", "outcome", "by", "when", "took", "note", box=None)
     for r in history:
-        note = r.error or (f"to deploy {r.target}" if r.action == "rollback" else "")
+        note = r.error or (f"to deploy {r.target}" if r.action == "rollback" else "") or (r.reason or "")
         table.add_row(str(r.number), r.action, r.version, r.outcome, r.by, r.started_at[:19].replace("T", " "),
                       f"{r.duration_s:.1f}s", note)
     out_console.print(table)
@@ -284,6 +285,8 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
         out_console.print(f"  the next command (or `headway recover -e {report['environment']}`) will {i['next']}")
     for a in report.get("alerts") or []:
         out_console.print(f"[red]ALERT[/red] {a['rule']}: {a['detail']}")
+    if report.get("autoscale"):
+        _print_autoscale(report["autoscale"])
     table = Table("container", "role", "release", "state", "health", "up since", box=None)
     for c in report["containers"]:
         table.add_row(c["name"], c["role"], c["release"], c["state"], c["health"], c["started_at"])
@@ -297,6 +300,32 @@ def status(obj: Context, environment: str, as_json: bool) -> None:
         out_console.print(dbs)
     for url in report["urls"]:
         out_console.print(f"  {url}")
+
+
+def _print_autoscale(auto: dict[str, Any]) -> None:
+    """`status`: each autoscaled role's bounds and signals, what the agent last decided, its last scale."""
+    from headway.observe.alerts import format_span
+
+    last = auto.get("last") or {}
+    decided = {d["role"]: d for d in last.get("decisions") or []}
+    for role, rule in auto["roles"].items():
+        signals = [f"queue {rule['queue']} / {rule['per_replica']} per replica" if rule.get("queue") else "",
+                   f"cpu {rule['cpu']:g}%" if rule.get("cpu") else "",
+                   f"p95 {rule['p95'] * 1000:.0f}ms" if rule.get("p95") else ""]
+        line = f"autoscale {role}: {rule['min']}-{rule['max']} replicas on {', '.join(s for s in signals if s)}"
+        d = decided.get(role)
+        if d is not None:
+            line += f"; last round ({last['at']}): {d['current']} running, wants {d['desired']} ({d['reason']})"
+            line += f", {d['note']}" if d.get("note") else ""
+        out_console.print(line, markup=False)
+    if last.get("skipped"):
+        out_console.print(f"autoscale: last round ({last['at']}) skipped: {last['skipped']}", markup=False)
+    action = auto.get("action")
+    if action:
+        counts = ", ".join(f"{r} {action.get('from', {}).get(r, '?')} -> {n}" for r, n in action["counts"].items())
+        error = f": {action['error']}" if action.get("error") else ""
+        out_console.print(f"autoscale: last scale {counts} at {action['at']}: {action.get('result')}{error} "
+                          f"({action['reason']}); cooldown {format_span(auto['cooldown'])}", markup=False)
 
 
 def _human_size(n: int) -> str:

@@ -109,6 +109,10 @@ def _describe(err: Any, data: Any, filename: str) -> str:
     if kind == "missing":
         return f"{where}: {dotted}: required key is missing"
     msg = msg.removeprefix("Value error, ")
+    if not keys and kind == "value_error":  # a check across sections names its key first: that key's line
+        named = _line_of(data, tuple(msg.split(":", 1)[0].split(".")))[0]
+        if named:
+            return f"{filename}:{named}: {msg}"
     if kind == "string_pattern_mismatch":
         msg = "use lower-case letters, digits and dashes, starting with a letter"
     return f"{where}: {dotted}: {msg}"
@@ -123,6 +127,10 @@ def _parent_fields(keys: list[str]) -> list[str]:
 
         rest = keys[keys.index("alerts") + 1:]
         return [*rule_fields(rest), *(["channels"] if not rest else [])]
+    if "autoscale" in keys and len(keys) > keys.index("autoscale") + 1:  # a role's rule below `autoscale:`
+        from headway.config.autoscale import AutoscaleRule
+
+        return list(AutoscaleRule.model_fields)
     cls: Any = model.AppConfig
     maps = {"roles": model.Role, "accessories": model.Accessory, "environments": model.Environment}
     direct = {"image": model.ImageBuild, "deploy": model.DeploySettings, "health": model.HttpHealth,

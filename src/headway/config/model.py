@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
+from headway.config.autoscale import Autoscale, AutoscalePolicy, check_autoscale, policy_for
 from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
 from headway.data.schema import Database, DatabaseOverride, Storage, check_databases
@@ -367,6 +368,7 @@ class Environment(Strict):
     hosts: list[str] = Field(default_factory=lambda: ["local"])
     swarm: Swarm | None = Field(None, description="run the app roles as services across a Docker Swarm")
     alerts: Alerts | None = Field(None, description="overrides of `alerts:`: each key given replaces the app's")
+    autoscale: Autoscale | None = Field(None, description="overrides of `autoscale:`, key by key per role")
     branch: str | None = Field(None, description="the git branch deployed here; another ref needs --force")
     secrets: dict[str, SecretSpec] = Field(default_factory=dict, description="overrides of `secrets:`")
     domains: list[str] = Field(default_factory=list)
@@ -445,7 +447,12 @@ class AppConfig(Strict):
     databases: dict[Name, Database] = Field(default_factory=dict)
     storage: Storage = Field(default_factory=Storage, description="where backups go: local and/or s3")
     alerts: Alerts = Field(default_factory=Alerts, description="notification channels and alert rules")
+    autoscale: Autoscale | None = Field(None, description="replicas per role from queue length, CPU, p95 latency")
     environments: dict[Name, Environment]
+
+    def autoscale_for(self, environment: str) -> AutoscalePolicy:
+        """The app's `autoscale:` with the environment's overrides (key by key), checked."""
+        return policy_for(self, environment)
 
     def alerts_for(self, environment: str) -> Alerts:
         """The app's alerts with the environment's overrides (its channels, when it names any, replace them)."""
@@ -505,6 +512,7 @@ class AppConfig(Strict):
                              "release: {command: python -m app.migrate, role: api}")
         check_databases(self.databases, self.storage, set(self.roles) | set(self.accessories), set(self.env),
                         {n: (e.databases, e.storage) for n, e in self.environments.items()})
+        check_autoscale(self)
         for env_name, env in self.environments.items():
             if env.swarm is None:
                 continue

@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,8 @@ class BackupService:
         self.catalog = Catalog(state_root, target.app, target.environment)
         self._storage: StorageSpec | None = None
         self._stores: dict[str, Store] = {}
+        # told of each manual or scheduled backup and of every failed one: (severity, title, text)
+        self.announce: Callable[[str, str, str], None] | None = None
 
     # -- storage --------------------------------------------------------------------------------------
     @property
@@ -169,10 +171,25 @@ class BackupService:
     def backup(self, name: str | None = None, *, reason: str = "manual", deploy: int | None = None,
                wait: float = 0.0) -> BackupRecord:
         spec = self.dbs.spec(name)
-        with self.lock(spec, f"backup {spec.name}", wait):
-            rec = self.backup_locked(spec, reason=reason, deploy=deploy)
+        subject = f"{self.t.app}/{self.t.environment}"
+        try:
+            with self.lock(spec, f"backup {spec.name}", wait):
+                rec = self.backup_locked(spec, reason=reason, deploy=deploy)
+        except Exception as exc:
+            fix = getattr(exc, "fix", None)
+            self._announce("warning", f"{reason} backup of {spec.name} ({subject}) failed",
+                           str(getattr(exc, "message", exc)) + (f"\nfix: {fix}" if fix else ""))
+            raise
         self.apply_retention(spec)
+        if reason in ("manual", "scheduled"):
+            self._announce("info", f"{subject}: {spec.name} backed up",
+                           f"{rec.id}: {rec.size} bytes in {rec.duration_s:.1f}s"
+                           + (", encrypted" if rec.encrypted else "") + f" → {', '.join(rec.locations)}")
         return rec
+
+    def _announce(self, severity: str, title: str, text: str) -> None:
+        if self.announce is not None:
+            self.announce(severity, title, text)
 
     def backup_locked(self, spec: DatabaseSpec, *, reason: str, deploy: int | None = None) -> BackupRecord:
         """Dump → zstd → (age) → sha256 → every storage. Recorded good only once all of it succeeded."""
@@ -357,6 +374,9 @@ class BackupService:
         out: dict[str, Any] = {"backup": rec.model_dump()}
         if spec.backup.verify:
             out["verify"] = self.verify(rec.id, identities=identities).__dict__
+            if out["verify"].get("status") == "failed":
+                self._announce("warning", f"{self.t.app}/{self.t.environment}: backup {rec.id} failed its "
+                               "verification", str(out["verify"].get("detail") or out["verify"].get("error") or ""))
         return out
 
     def manifest(self, rec: BackupRecord) -> str:

@@ -505,6 +505,50 @@ class DockerEngine:
         except (_errors().NotFound, _errors().APIError, tarfile.TarError):
             return None
 
+    # -- read-only facts for audits (headway doctor) ------------------------------------------------------
+    def image_config(self, ref: str) -> dict[str, Any] | None:
+        """What an image says about itself: id, USER, ENV, labels, when it was made; None when it is absent."""
+        try:
+            attrs = self.client.images.get(ref).attrs
+        except (_errors().ImageNotFound, _errors().NotFound):
+            return None
+        config = attrs.get("Config") or {}
+        return {"id": str(attrs.get("Id") or ""), "user": str(config.get("User") or ""),
+                "env": [str(e) for e in config.get("Env") or []], "labels": dict(config.get("Labels") or {}),
+                "created": str(attrs.get("Created") or "")}
+
+    def images(self, selector: list[str]) -> list[dict[str, Any]]:
+        """The images carrying every label of `selector`, newest first."""
+        found = self.client.api.images(filters={"label": selector})
+        out = [{"id": str(i.get("Id") or ""), "tags": [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"],
+                "created": int(i.get("Created") or 0)} for i in found]
+        return sorted(out, key=lambda i: i["created"], reverse=True)
+
+    def save_image(self, ref: str) -> Iterator[bytes]:
+        """`docker save` of one image: a tar stream (its config, manifest and layers), in chunks."""
+        yield from self.client.api.get_image(ref, chunk_size=1 << 20)
+
+    def published_ports(self, selector: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every port the engine publishes on the host, with the container that asked for it."""
+        filters = {"label": selector} if selector else {}
+        out = []
+        for c in self.client.api.containers(all=False, filters=filters):
+            for p in c.get("Ports") or []:
+                if p.get("PublicPort"):
+                    out.append({"container": (c.get("Names") or [""])[0].lstrip("/"),
+                                "labels": c.get("Labels") or {}, "image": str(c.get("Image") or ""),
+                                "ip": str(p.get("IP") or "0.0.0.0"), "private": int(p.get("PrivatePort") or 0),
+                                "public": int(p["PublicPort"]), "proto": str(p.get("Type") or "tcp")})
+        return out
+
+    def container_facts(self, container: Container) -> dict[str, Any]:
+        """How a container logs (driver and options) and its memory and CPU limits (0: none)."""
+        container.reload()
+        host = container.attrs.get("HostConfig") or {}
+        log = host.get("LogConfig") or {}
+        return {"log_type": str(log.get("Type") or ""), "log_opts": dict(log.get("Config") or {}),
+                "memory": int(host.get("Memory") or 0), "nano_cpus": int(host.get("NanoCpus") or 0)}
+
     def _pump(self, container: Container, tail: deque[str], on_line: LineSink | None) -> None:
         for line in self.logs(container, follow=True):
             tail.append(line)

@@ -10,7 +10,8 @@ host's other secrets). Each round the agent:
    containers' state, restarts, CPU and memory (from the cgroup files, not `docker stats`);
 3. the host's CPU, memory, disk and load (from /proc and statvfs);
 4. evaluates the alert rules (observe/alerts.py: a condition must hold for its `for` duration to fire) and sends
-   each firing, repeat and resolved notice to the environment's channels (observe/notify.py);
+   each firing, repeat and resolved notice to the environment's channels (observe/notify.py), and hands each
+   autoscaled role's signals to the autoscaler (observe/autoscaler.py);
 5. keeps every figure in the host's metric store (observe/store.py: 7+ days, bounded) and serves them on
    /metrics for Prometheus.
 """
@@ -68,6 +69,7 @@ def write_spec(target: Target, state_root: Path) -> Path:
             "domains": target.domains, "port": target.port, "health": health, "databases": databases,
             "tls": target.tls is not None,
             "alerts": rules_data(alerts, skip={"channels"}),
+            "autoscale": autoscale_spec(target),
             "channels": channels}
     path = state_root / "apps" / target.app / target.environment / SPEC
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,16 @@ def write_spec(target: Target, state_root: Path) -> Path:
         fh.write(json.dumps(spec, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def autoscale_spec(target: Target) -> dict[str, Any] | None:
+    """The environment's merged autoscale policy for the agent, with each role's CPU limit (a CPU target is a
+    share of it)."""
+    policy = target.config.autoscale_for(target.environment)
+    if not policy.active:
+        return None
+    return {**policy.to_data(), "limits": {name: role.resources.cpus for name, role in target.roles.items()
+                                           if role.resources is not None and role.resources.cpus}}
 
 
 def rules_data(model: Any, skip: set[str] | None = None) -> dict[str, Any]:
@@ -219,6 +231,11 @@ class Monitor:
         self._rounds = 0
         self._proxy_port = 80
         self._engine: Any = None
+        from headway.observe.autoscaler import Autoscaler
+
+        self.autoscaler = Autoscaler(root)
+        self._lengths: dict[str, dict[str, int]] = {}  # app/environment -> queue -> length, this round
+        self._autoscaled: list[dict[str, Any]] = []  # this round's autoscale decisions
 
     @property
     def engine(self) -> Any:
@@ -240,6 +257,7 @@ class Monitor:
         started = time.monotonic()
         now = time.time() if now is None else now
         self._rounds += 1
+        self._autoscaled = []
         self._proxy_port = self.proxy_port()  # read once a round, not once a check
         for _ in range(20):  # the log since the last round, in bounded reads
             lines = self.tail.read()
@@ -275,7 +293,8 @@ class Monitor:
             print(f"metric store: {exc}", flush=True)
         summary = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "environments": len(specs),
                    "observations": len(observations), "transitions": [t for t in transitions],
-                   "firing": self._firing_count(), "seconds": round(time.monotonic() - started, 3)}
+                   "firing": self._firing_count(), "autoscale": self._autoscaled,
+                   "seconds": round(time.monotonic() - started, 3)}
         atomic_write(self.dir / "last-round.json", json.dumps(summary, indent=2, default=str))
         return summary
 
@@ -308,6 +327,7 @@ class Monitor:
         direct_ok, direct_reason = True, ""
         ports = {c["role"]: c for c in spec.get("health", [])}
         running = 0
+        by_role: dict[str, list[float | None]] = {}  # role -> CPU (cores) of each running container
         for c in containers:
             role = c.labels.get(L.ROLE, "")
             labels = {"app": app, "environment": env, "release": c.labels.get(L.RELEASE, ""), "role": role,
@@ -325,6 +345,7 @@ class Monitor:
             if state.get("Running"):
                 running += 1
             cpu_ns, mem = _cgroup_usage(c.id)
+            ratio: float | None = None
             if cpu_ns is not None:
                 last = self._cpu.get(c.id)
                 self._cpu[c.id] = (now, cpu_ns)
@@ -332,6 +353,8 @@ class Monitor:
                     ratio = (cpu_ns - last[1]) / 1e9 / (now - last[0])
                     self.registry.set_gauge("headway_container_cpu_ratio", labels, ratio)
                     samples.append(("container_cpu_ratio", labels, ratio, now))
+            if state.get("Running"):
+                by_role.setdefault(role, []).append(ratio)
             if mem is not None:
                 self.registry.set_gauge("headway_container_memory_bytes", labels, mem)
                 samples.append(("container_memory_bytes", labels, float(mem), now))
@@ -386,7 +409,38 @@ class Monitor:
                                    f"{errors} of {requests} requests answered 5xx in 5 min"))
             out.append(Observation("p95", subject, p95, {"app": app, "environment": env},
                                    f"p95 {p95 * 1000:.0f} ms over {requests} requests in 5 min"))
+        if spec.get("autoscale"):
+            self._autoscale(spec, now, by_role)
         return out
+
+    def _autoscale(self, spec: dict[str, Any], now: float, by_role: dict[str, list[float | None]]) -> None:
+        """This round's signals of each autoscaled role to the autoscaler: running replicas, queue length, average
+        CPU (percent of a core, or of the role's cpus limit), p95 over the last minute."""
+        from headway.observe.autoscale import Signals
+
+        app, env = spec["app"], spec["environment"]
+        auto = spec["autoscale"]
+        lengths = self._lengths.get(f"{app}/{env}", {})
+        signals: dict[str, Signals] = {}
+        for role, rule in (auto.get("roles") or {}).items():
+            cpus = [c for c in by_role.get(role, []) if c is not None]
+            limit = float((auto.get("limits") or {}).get(role) or 1.0)
+            minute = [self.registry.requests.window(k, seconds=60, now=now) for k in list(self.registry.requests.series)
+                      if k[0] == app and k[1] == env and k[3] == role]
+            with_requests = [w for w in minute if w.requests and w.p95 == w.p95]
+            signals[role] = Signals(
+                replicas=len(by_role.get(role, [])),
+                queue_length=lengths.get(rule["queue"]) if rule.get("queue") else None,
+                cpu=100.0 * sum(cpus) / len(cpus) / limit if cpus else None,
+                p95=max((w.p95 for w in with_requests), default=None),
+                requests=sum(w.requests for w in minute))
+        try:
+            done = self.autoscaler.round(spec, signals, now)
+        except Exception as exc:  # noqa: BLE001 - one environment's autoscaling must not stop the checks
+            print(f"{app}/{env}: autoscale: {type(exc).__name__}: {exc}", flush=True)
+            done = {"subject": f"{app}/{env}", "error": str(exc)}
+        if done is not None:
+            self._autoscaled.append(done)
 
     def _data_and_certificate(self, spec: dict[str, Any], subject: str, now: float) -> list[Any]:
         """Backups (failed, missed, not verified: from the host's catalog) and the certificate's time left."""
@@ -481,23 +535,29 @@ class Monitor:
         from headway.observe.alerts import Observation
 
         names = list(((spec.get("alerts") or {}).get("queue") or {}).get("queues") or {})
+        scaled = [r["queue"] for r in ((spec.get("autoscale") or {}).get("roles") or {}).values()
+                  if r.get("queue") and r["queue"] not in names]  # read for the autoscaler, no alert
         redis = next((d for d in spec.get("databases", []) if d.get("engine") == "redis" and d.get("managed")),
                      None)
-        if not names or redis is None:
+        lengths = self._lengths[subject] = {}
+        if not (names or scaled) or redis is None:
             return []
         app, env = spec["app"], spec["environment"]
         container = self.engine.get(redis.get("container") or L.accessory_name(app, env, redis["name"]))
         address = self.engine.ip_address(container, L.network_name(app, env)) if container is not None else None
         creds = _read_json(credentials_path(self.root, app, env, redis["name"])) or {}
         out: list[Observation] = []
-        for name in names:
+        for name in names + scaled:
             try:
                 length = redis_length(address or "", 6379, creds.get("password"), name)
             except OSError as exc:
                 print(f"{subject}: queue {name}: {exc}", flush=True)
                 continue
+            lengths[name] = length
             labels = {"app": app, "environment": env, "queue": name}
             self.registry.set_gauge("headway_queue_length", labels, float(length))
+            if name in scaled:
+                continue
             out.append(Observation("queue", subject, float(length), {"queue": name},
                                    f"{length} job(s) waiting in {name}"))
         return out
@@ -523,6 +583,7 @@ class Monitor:
                 sent = [] if t.silenced else self._notify(t, spec, channels)
                 out.append({"kind": t.kind, "rule": t.rule, "subject": t.subject, "text": t.text,
                             "silenced": t.silenced, "sent": sent})
+                record_alert(self.root, subject, out[-1], now)
         return out
 
     def _evaluator(self, subject: str, spec: dict[str, Any] | None) -> Any:
@@ -604,10 +665,27 @@ class Monitor:
                 time.sleep(max(0.5, self.interval - (time.monotonic() - t0)))  # the agent's own period
         finally:
             server.close()
+            self.autoscaler.close()
 
 
 def alert_state_path(root: Path, subject: str) -> Path:
     return root / "agent" / "alerts" / f"{subject.replace('/', '--')}.json"
+
+
+ALERT_HISTORY = 500  # notices kept per subject (the dashboard's recent alerts)
+
+
+def record_alert(root: Path, subject: str, entry: dict[str, Any], now: float) -> None:
+    """Append a firing/repeat/resolved notice to the subject's history, cut back to the newest ALERT_HISTORY."""
+    path = alert_state_path(root, subject).with_suffix(".history.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({**entry, "at": now}, default=str) + "\n"
+    with open(path, "a") as fh:
+        fh.write(line)
+    if path.stat().st_size > ALERT_HISTORY * 400:
+        lines = path.read_text().splitlines(keepends=True)
+        if len(lines) > ALERT_HISTORY:
+            atomic_write(path, "".join(lines[-ALERT_HISTORY:]))
 
 
 def request(root: Path, body: dict[str, Any], timeout: float = 0.0) -> dict[str, Any] | None:

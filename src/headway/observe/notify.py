@@ -32,12 +32,12 @@ from headway import __version__
 from headway.config.base import Strict
 from headway.errors import ConfigError
 
-Kind = Literal["alert", "resolved", "deploy", "rollback", "canary", "backup", "test"]
+Kind = Literal["alert", "resolved", "deploy", "rollback", "canary", "backup", "test", "scale"]
 Severity = Literal["critical", "warning", "info"]
-Event = Literal["alert", "deploy", "rollback", "canary", "backup", "test"]
-KINDS: tuple[str, ...] = ("alert", "resolved", "deploy", "rollback", "canary", "backup", "test")
+Event = Literal["alert", "deploy", "rollback", "canary", "backup", "test", "scale"]
+KINDS: tuple[str, ...] = ("alert", "resolved", "deploy", "rollback", "canary", "backup", "test", "scale")
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
-EVENTS: tuple[str, ...] = ("alert", "deploy", "rollback", "canary", "backup", "test")
+EVENTS: tuple[str, ...] = ("alert", "deploy", "rollback", "canary", "backup", "test", "scale")
 CHANNEL_TYPES: tuple[str, ...] = ("webhook", "slack", "discord", "telegram", "ntfy", "email")
 
 ResolveSecret = Callable[[str], str]

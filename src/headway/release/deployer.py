@@ -751,7 +751,8 @@ class Deployer:
             self.engine.stop(c, role.stop_timeout if role else 10)
 
     # -- scale ------------------------------------------------------------------------------------------
-    def scale(self, counts: dict[str, int], *, wait: float | None = None) -> dict[str, int]:
+    def scale(self, counts: dict[str, int], *, wait: float | None = None, reason: str | None = None
+              ) -> dict[str, int]:
         for role, n in counts.items():
             if role not in self.t.roles:
                 raise ConfigError(f"no role {role!r} in headway.yml", f"roles: {', '.join(self.t.roles)}")
@@ -824,7 +825,7 @@ class Deployer:
             self.state.set_current(current.model_copy(update={"replicas": replicas}))
             self.state.record(ReleaseRecord(number=self.state.allocate_number(), action="scale",
                                             outcome="done", version=rec.version, image=rec.image, color=rec.color,
-                                            replicas=replicas, target=live))
+                                            replicas=replicas, target=live, reason=reason))
             self.journal.end(op, "finished")
             return replicas
 

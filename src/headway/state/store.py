@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -30,9 +31,22 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+_ACTING_AS: ContextVar[str | None] = ContextVar("headway_acting_as", default=None)
+
+
 def operator() -> str:
-    user = os.environ.get("HEADWAY_USER") or getpass.getuser()
+    user = _ACTING_AS.get() or os.environ.get("HEADWAY_USER") or getpass.getuser()
     return f"{user}@{socket.gethostname()}"
+
+
+@contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Within the block (in this thread), what is done is recorded as done by `user` (e.g. "autoscaler")."""
+    token = _ACTING_AS.set(user)
+    try:
+        yield
+    finally:
+        _ACTING_AS.reset(token)
 
 
 # a deploy is live, superseded, rolled-back, failed or interrupted; the other actions are done
@@ -57,6 +71,7 @@ class ReleaseRecord(BaseModel):
     replaced: int | None = None  # for a deploy: the deploy number that was live before it
     rollback_of: int | None = None  # for a rollback: the deploy number traffic left
     target: int | None = None  # for a rollback: the deploy number whose containers now serve
+    reason: str | None = None  # why it was done, when a machine did it (the autoscaler's signal)
 
     def image_of(self, role: str) -> str:
         return self.images.get(role, self.image)
