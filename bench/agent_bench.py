@@ -336,7 +336,9 @@ class AgentBench:
             port = self.agent_ports[key] = free_port()
             t0 = time.monotonic()
             log(f"booting {self.agent_names[key]} on :{port} (state {state.name})")
-            result = run(self.cli("agent", "boot", "--port", str(port), "--name", self.agent_names[key], "--json"),
+            # each with its dashboard on a port of its own: what the agent serves by default is measured
+            result = run(self.cli("agent", "boot", "--port", str(port), "--name", self.agent_names[key],
+                                  "--dashboard-port", str(free_port()), "--json"),
                          env=self.env_for(state), timeout=900, check=False)
             if result.returncode != 0:
                 logs = run(["docker", "logs", "--tail", "15", self.agent_names[key]], check=False)

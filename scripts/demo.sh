@@ -54,6 +54,13 @@ show("by host name, port 80", "GET", "http://127.0.0.1/", host="shop.localhost",
 show("by host name, port 80", "GET", "http://127.0.0.1/api/info", host="tracker.localhost", contains="tracker")
 EOF
 
+say "how ready for production is the shop? (headway doctor: a score by category, each finding with its fix)"
+(
+    cd examples/shop
+    echo "$ headway doctor -e production"
+    ../../.venv/bin/headway doctor -e production
+)
+
 say "try it"
 echo "  shop:     http://localhost:8080/   (or http://shop.localhost/)"
 echo "  tracker:  http://localhost:8090/   (or http://tracker.localhost/); its API under /api, e.g. /api/docs"

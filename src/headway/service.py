@@ -102,7 +102,7 @@ class Headway:
         if self.target.secrets_withheld:
             return
         from headway.config.kept import keep
-        from headway.observe.monitor import write_spec
+        from headway.observe.spec import write_spec
 
         write_spec(self.target, self.state.root)
         keep(self.target, self.state.root)
@@ -141,7 +141,7 @@ class Headway:
         from headway.observe.notify import send_all
 
         if self.target.secrets_withheld:
-            from headway.observe.monitor import spec_channels
+            from headway.observe.spec import spec_channels
 
             return send_all(spec_channels(self.state.root, self.target.app, self.target.environment), notice,
                             lambda t: t)

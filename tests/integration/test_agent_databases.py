@@ -7,7 +7,8 @@ import pytest
 from tests.integration.db_support import DbApp
 
 from headway.observe.figures import environment_figures
-from headway.observe.monitor import Monitor, write_spec
+from headway.observe.monitor import Monitor
+from headway.observe.spec import write_spec
 from headway.observe.store import MetricStore
 
 pytestmark = [pytest.mark.docker]

@@ -22,7 +22,7 @@ from headway.observe.autoscale import (
     state_path,
     wanted,
 )
-from headway.observe.monitor import autoscale_spec
+from headway.observe.spec import autoscale_spec
 
 APP = """\
 app: shop

@@ -328,8 +328,7 @@ def ci(ctx: AuditContext) -> Result:
             break
     if not found:
         return failed("no .github/workflows/*.yml or .gitlab-ci.yml: deploys depend on someone's laptop",
-                      "a workflow that runs the tests, then `headway build --push` and `headway deploy "
-                      f"-e {ctx.env} --image-tag …`")
+                      "`headway ci init github` (or gitlab): tests, then staging, a rehearsal and production")
     using = [p for p in found if "headway" in p.read_text(errors="replace")]
     names = ", ".join(_rel(ctx, p) for p in (using or found))
     if not using:

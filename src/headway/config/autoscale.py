@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from headway.config.base import Strict
 from headway.config.duration import Duration
-
-if TYPE_CHECKING:
-    from headway.config.model import AppConfig
 
 DEFAULT_COOLDOWN = 180.0
 MAX_REPLICAS = 100
@@ -119,6 +117,19 @@ class AutoscalePolicy:
         roles = {str(name): RolePolicy(**{k: v for k, v in rule.items() if k in RolePolicy.__dataclass_fields__})
                  for name, rule in (data.get("roles") or {}).items()}
         return cls(cooldown=float(data.get("cooldown", DEFAULT_COOLDOWN)), roles=roles)
+
+
+class AppConfig(Protocol):
+    """What the autoscale checks read of headway.yml (config/model.py's AppConfig)."""
+
+    @property
+    def autoscale(self) -> Autoscale | None: ...
+    @property
+    def environments(self) -> Mapping[str, Any]: ...
+    @property
+    def roles(self) -> Mapping[str, Any]: ...
+    @property
+    def databases(self) -> Mapping[str, Any]: ...
 
 
 def merged(config: AppConfig, environment: str) -> tuple[float, dict[str, tuple[dict[str, Any], str]]]:

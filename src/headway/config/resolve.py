@@ -23,6 +23,7 @@ from headway.config.model import (
     TlsOptions,
 )
 from headway.config.secrets import (
+    REF,
     SECRETS_MOUNT,
     SecretValues,
     check_named_secrets,
@@ -32,7 +33,7 @@ from headway.config.secrets import (
 )
 from headway.errors import ConfigError, HeadwayError
 
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REF = REF
 
 
 class Secrets(SecretValues):

@@ -64,6 +64,8 @@ def secret_specs(config: AppConfig, environment: str) -> dict[str, SecretSpec]:
 FETCHED_ENV = "HEADWAY_FETCHED_SECRETS"  # names whose `from` command already ran where headway was invoked
 
 
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${NAME} in env values and channel settings
+
 class SecretValues(dict[str, str]):
     """Secret values by name; the repr never shows a value. Secrets with a `from` command get their value when it
     is first needed (`fetch`), never when headway.yml is read: `status` or `logs` run no command."""
@@ -140,8 +142,6 @@ class SecretInfo:
 
 def describe_secrets(config: AppConfig, environment: str, root: Path) -> list[SecretInfo]:
     """Every secret the environment knows of (declared, named, referenced or in the file), where each goes."""
-    from headway.config.resolve import _REF  # noqa: PLC0415 - resolve imports this module
-
     path = secrets_path_for(config, environment, root)
     specs = secret_specs(config, environment)
     in_file = load_secrets(path, required=False)
@@ -149,11 +149,11 @@ def describe_secrets(config: AppConfig, environment: str, root: Path) -> list[Se
     env = {**config.env, **config.environments[environment].env}
     refs: dict[str, list[str]] = {}
     for var, text in env.items():
-        for m in _REF.finditer(text):
+        for m in REF.finditer(text):
             refs.setdefault(m.group(1), []).append(f"env:{var}")
     for role_name, role in config.roles.items():
         for var, text in role.env.items():
-            for m in _REF.finditer(text):
+            for m in REF.finditer(text):
                 refs.setdefault(m.group(1), []).append(f"{role_name}.env:{var}")
     names = set(specs) | set(in_file) | set(refs) | {s for r in config.roles.values() for s in r.secrets or []} \
         | {s for a in config.accessories.values() for s in a.secrets}

@@ -62,6 +62,6 @@ def environment_figures(state_root: Path, app: str, environment: str, *, hours: 
 
 
 def watched_environments(state_root: Path) -> list[tuple[str, str]]:
-    from headway.observe.monitor import read_specs
+    from headway.observe.spec import read_specs
 
     return sorted((s["app"], s["environment"]) for s in read_specs(state_root))

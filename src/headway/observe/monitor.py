@@ -1,9 +1,7 @@
 """What the agent does every round: check every environment on the host, keep the figures, raise the alerts.
 
-An environment asks to be watched with `monitor.json` in its state directory, written by headway at every deploy,
-rollback and scale and by `headway alerts test` (`write_spec`): its domains and port, the health check of each
-HTTP role, its alert rules and its notification channels (with secrets filled in: the file is 0600, like the
-host's other secrets). Each round the agent:
+An environment asks to be watched with `monitor.json` in its state directory (observe/spec.py, written by
+headway at every deploy, rollback and `headway alerts test`). Each round the agent:
 
 1. reads the proxy's access log from where it stopped (request counts, 5xx share, latency per release and role);
 2. per environment: its health check through the proxy and against each live container directly, the
@@ -23,15 +21,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headway.engine import labels as L
+from headway.observe.spec import read_specs
 from headway.state.files import atomic_write
 
-if TYPE_CHECKING:
-    from headway.config.resolve import Target
-
-SPEC = "monitor.json"
 DATABASE_EVERY = 4  # rounds between two looks at each database's connections and size (a query in its container)
 _DATABASE_SQL = {
     "postgres": "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), "
@@ -40,111 +35,6 @@ _DATABASE_SQL = {
                "(SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.TABLES "
                "WHERE table_schema = DATABASE())",
 }
-
-
-# -- what an environment asks for (written by headway, read by the agent) --------------------------------
-def write_spec(target: Target, state_root: Path) -> Path:
-    """monitor.json for `target`: what the agent checks and whom it tells (secrets filled in, file 0600)."""
-    from headway.config.model import HttpHealth
-
-    health = []
-    for role in target.http_roles:
-        if isinstance(role.health, HttpHealth):
-            check = role.health.path
-            public = role.path + (check if check != "/" else "") if role.strip_prefix and role.path != "/" \
-                else check
-            health.append({"role": role.name, "port": role.port, "path": check, "public_path": public,
-                           "status": role.health.status,
-                           "timeout": role.health.timeout,
-                           "host": role.health.host or (target.domains[0] if target.domains else None)})
-    alerts = target.config.alerts_for(target.environment)
-    channels = [_resolved(target, ch.model_dump(mode="json", by_alias=True, exclude_none=True))
-                for ch in alerts.channels]
-    from headway.data.databases import resolve_databases
-
-    databases = [{"name": name, "engine": db.engine, "schedule": db.backup.schedule,
-                  "container": db.container_name, "managed": db.external_url is None, "database": db.database}
-                 for name, db in resolve_databases(target).items()]
-    spec = {"app": target.app, "environment": target.environment, "written_at": time.time(),
-            "domains": target.domains, "port": target.port, "health": health, "databases": databases,
-            "tls": target.tls is not None,
-            "alerts": rules_data(alerts, skip={"channels"}),
-            "autoscale": autoscale_spec(target),
-            "channels": channels}
-    path = state_root / "apps" / target.app / target.environment / SPEC
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SPEC}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(spec, indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def autoscale_spec(target: Target) -> dict[str, Any] | None:
-    """The environment's merged autoscale policy for the agent, with each role's CPU limit (a CPU target is a
-    share of it)."""
-    policy = target.config.autoscale_for(target.environment)
-    if not policy.active:
-        return None
-    return {**policy.to_data(), "limits": {name: role.resources.cpus for name, role in target.roles.items()
-                                           if role.resources is not None and role.resources.cpus}}
-
-
-def rules_data(model: Any, skip: set[str] | None = None) -> dict[str, Any]:
-    """A rule set as data `parse_alert_rules` reads back: spans (written with their unit in headway.yml) as
-    seconds with an `s`."""
-    from pydantic import BaseModel
-
-    from headway.observe.alerts import parse_span
-
-    out: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        if skip and name in skip:
-            continue
-        value = getattr(model, name)
-        key = info.alias or name
-        if isinstance(value, BaseModel):
-            out[key] = rules_data(value)
-        elif isinstance(value, dict):
-            out[key] = {k: rules_data(v) if isinstance(v, BaseModel) else v for k, v in value.items()}
-        elif value is not None and any(getattr(m, "func", None) is parse_span for m in info.metadata):
-            out[key] = f"{float(value):.3f}".rstrip("0").rstrip(".") + "s"
-        else:
-            out[key] = value
-    return out
-
-
-def _resolved(target: Target, value: Any) -> Any:
-    if isinstance(value, str) and "${" in value:
-        return target.resolve_text("notify", value)
-    if isinstance(value, dict):
-        return {k: _resolved(target, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolved(target, v) for v in value]
-    return value
-
-
-def spec_channels(state_root: Path, app: str, environment: str) -> list[Any]:
-    """The notification channels the environment's monitor.json has (their secrets filled in when written)."""
-    from headway.observe.notify import parse_channels
-
-    path = state_root / "apps" / app / environment / SPEC
-    try:
-        channels = json.loads(path.read_text()).get("channels") or []
-    except (OSError, ValueError):
-        return []
-    return list(parse_channels(channels, filled=True))
-
-
-def read_specs(state_root: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted((state_root / "apps").glob(f"*/*/{SPEC}")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue  # being rewritten: the next round reads it
-    return out
 
 
 # -- the host -----------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 from headway.errors import ConfigError
 
@@ -30,13 +29,3 @@ def commit_version(sha: str, *, dirty: bool = False) -> str:
 def timestamp_version() -> str:
     """The version of a build outside git: the UTC time, e.g. t20260101-120000."""
     return time.strftime("t%Y%m%d-%H%M%S", time.gmtime())
-
-
-
-def release_version(root: Path, explicit: str | None = None) -> str:
-    """The version of a build of `root`'s committed HEAD (a timestamp outside git), or `explicit`, checked."""
-    if explicit is not None:
-        return check_version(explicit)
-    from headway.release.source import plan_source
-
-    return plan_source(root, []).version
