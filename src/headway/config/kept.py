@@ -11,9 +11,11 @@ secret and saying to run the command where the deploys come from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,26 +33,33 @@ def kept_dir(state_root: Path, app: str, environment: str) -> Path:
 
 
 def keep(target: Target, state_root: Path) -> Path:
-    """Write the config of `target` (and the files it names) next to the environment's state; atomically."""
-    if target.secrets_withheld:  # loaded from here: nothing new to keep
-        return kept_dir(state_root, target.app, target.environment)
+    """Write the config of `target` (and the files it names) next to the environment's state. `kept` is a
+    symlink to a complete directory, swapped in one rename: a crash leaves the old config or the new one."""
     final = kept_dir(state_root, target.app, target.environment)
-    tmp = final.with_name(f".{KEPT}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True, mode=0o700)
+    if target.secrets_withheld:  # loaded from here: nothing new to keep
+        return final
+    folder = final.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh = folder / f".{KEPT}-{uuid.uuid4().hex[:12]}"
+    fresh.mkdir(mode=0o700)
     data = target.config.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    (tmp / CONFIG).write_text(json.dumps(data, indent=1, sort_keys=True))
+    (fresh / CONFIG).write_text(json.dumps(data, indent=1, sort_keys=True))
     for rel in target.edge.error_pages.values():
         src = target.root / rel
         if src.is_file() and not Path(rel).is_absolute() and ".." not in Path(rel).parts:
-            dest = tmp / rel
+            dest = fresh / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-    old = final.with_name(f".{KEPT}.{os.getpid()}.old")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    link = folder / f".{KEPT}.{os.getpid()}.link"
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(fresh.name)
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)  # a directory written by an older headway
+    os.replace(link, final)
+    for old in folder.glob(f".{KEPT}-*"):
+        if old.name != fresh.name:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
