@@ -70,3 +70,20 @@ def test_the_throttle_counts_failures_per_key_within_its_window():
     throttle.failed("ip:1")
     throttle.succeeded("ip:1")
     assert throttle.wait("ip:1") == 0
+
+
+def test_a_password_change_or_removal_voids_the_sessions_before_it(tmp_path):
+    from headway.observe.dashboard import Dashboard
+
+    board = Dashboard(tmp_path)
+    board.users.set_password("admin", "a long enough password")
+    token, _ = board.sessions.create("admin")
+    cookie = {"cookie": f"hw_session={token}"}
+    assert board.handle("GET", "/", cookie, b"", "127.0.0.1").status == 200
+    board.users.set_password("admin", "another long password")
+    assert board.handle("GET", "/", cookie, b"", "127.0.0.1").status == 303  # to the login
+    token, _ = board.sessions.create("admin")
+    cookie = {"cookie": f"hw_session={token}"}
+    assert board.handle("GET", "/", cookie, b"", "127.0.0.1").status == 200
+    board.users.remove("admin")
+    assert board.handle("POST", "/logout", cookie, b"", "127.0.0.1").status == 401

@@ -103,6 +103,10 @@ class Dashboard:
         cookies = _cookies(headers.get("cookie", ""))
         token = cookies.get(COOKIE)
         session = self.sessions.get(token)
+        if session is not None:
+            set_at = self.users.set_at(session.user)
+            if set_at is None or session.created < set_at:  # removed, or its password changed since
+                session = None
         if route.startswith("/assets/") and method == "GET":
             return _asset(route.removeprefix("/assets/"))
         if route == "/health":
@@ -232,6 +236,8 @@ class Dashboard:
         summary = lines[-1] if lines else ("done" if code == 0 else f"exited {code}")
         self._log(session.user, client, action, app, env, "done" if code == 0 else "failed", summary,
                   args=argv[1:])
+        if len(self._flash) > 1000:  # bounded: results nobody came back for
+            self._flash.clear()
         self._flash[f"{token}:{subject}"] = (code == 0, "\n".join(lines[-12:]) or summary)
         return _redirect(f"/env/{app}/{env}")
 

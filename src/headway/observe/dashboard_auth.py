@@ -98,6 +98,11 @@ class Users:
     def names(self) -> list[str]:
         return sorted(_read(self.path))
 
+    def set_at(self, user: str) -> float | None:
+        """When the user's password was last set (None: no such user): sessions from before it are void."""
+        entry = _read(self.path).get(user)
+        return float(str(entry.get("set_at", 0))) if isinstance(entry, dict) else None
+
     def check(self, user: str, password: str) -> bool:
         entry = _read(self.path).get(user)
         stored = str(entry.get("hash", "")) if isinstance(entry, dict) else ""
@@ -111,6 +116,7 @@ class Session:
     user: str
     csrf: str
     expires: float
+    created: float = 0.0
 
 
 class Sessions:
@@ -128,10 +134,12 @@ class Sessions:
 
     def create(self, user: str) -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
-        session = Session(user=user, csrf=secrets.token_urlsafe(32), expires=self._now() + SESSION_SECONDS)
+        now = self._now()
+        session = Session(user=user, csrf=secrets.token_urlsafe(32), expires=now + SESSION_SECONDS, created=now)
         with self._lock:
-            data = {k: v for k, v in _read(self.path).items() if float(str(v.get("expires", 0))) > self._now()}
-            data[self._key(token)] = {"user": session.user, "csrf": session.csrf, "expires": session.expires}
+            data = {k: v for k, v in _read(self.path).items() if float(str(v.get("expires", 0))) > now}
+            data[self._key(token)] = {"user": session.user, "csrf": session.csrf, "expires": session.expires,
+                                      "created": session.created}
             _write_private(self.path, data)
         return token, session
 
@@ -141,7 +149,8 @@ class Sessions:
         entry = _read(self.path).get(self._key(token))
         if not isinstance(entry, dict):
             return None
-        session = Session(user=str(entry["user"]), csrf=str(entry["csrf"]), expires=float(str(entry["expires"])))
+        session = Session(user=str(entry["user"]), csrf=str(entry["csrf"]), expires=float(str(entry["expires"])),
+                          created=float(str(entry.get("created", 0))))
         return session if session.expires > self._now() else None
 
     def drop(self, token: str | None) -> None:
