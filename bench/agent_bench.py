@@ -662,7 +662,7 @@ def render_section(report: dict[str, Any]) -> str:
         f"({s['apps']} copies of the tiny test app × production and staging, web ×1 and a worker each: "
         f"{2 * s['environments']} containers), each sent {s['rate_rps_per_environment']:g} requests/s through "
         f"the proxy ({load.get('sent', 0):,} requests, {load.get('failed', 0)} failed). The agent as `headway "
-        f"agent boot` runs it (a round every {s['agent_interval_s']:g} s, capped at 0.25 CPU and 192 MB), beside "
+        f"agent boot` runs it (a round every {s['agent_interval_s']:g} s, capped at 0.25 CPU and 192 MB, its dashboard served), beside "
         "the same agent on an empty host and the bare interpreter in the same image, all three sampled every "
         f"{s['sample_s']:g} s over the same {s['minutes']:g} minutes, after each agent's first round. CPU is the "
         "container's cgroup CPU time over the window; resident is the process's VmRSS (its own pages and the "
