@@ -156,10 +156,23 @@ class Headway:
                 raise ConfigError("--image-tag deploys images built elsewhere; --ref and --dirty choose what is "
                                   "built here", "drop --image-tag, or drop --ref/--dirty")
             check_version(image_tag)  # a tag is a version: the same rules
+            self._rehearse_first(check_version(version) if version else image_tag, image_tag)
             return self.deployer.deploy(check_version(version) if version else image_tag, wait=wait,
                                         image_tag=image_tag)
         with self.source(ref=ref, dirty=dirty, force=force, version=version) as src:
+            self._rehearse_first(src.version, None)
             return self.deployer.deploy(src.version, wait=wait)
+
+    def _rehearse_first(self, version: str, image_tag: str | None) -> None:
+        """`deploy: {rehearse: true}`: the release command rehearsed on a copy of the newest backups before the
+        deploy starts (headway.release.rehearse); a failure stops it with nothing live changed."""
+        from headway.config.rehearse import rehearse_mode
+
+        mode = rehearse_mode(self.target.deploy.rehearse)
+        if mode != "off":
+            from headway.release.rehearse import rehearse_before_deploy
+
+            rehearse_before_deploy(self, version, image_tag, strict=mode == "strict")
 
     def _warn_machines_down(self) -> None:
         """On a swarm: the release runs on the machines that are up; say which are not, and what to do."""
@@ -328,7 +341,10 @@ class Headway:
     def recover(self, wait: float | None = None) -> list[str]:
         """Finish or undo what an interrupted command left (every other command does this first, too)."""
         with self.state.lock("recover", wait=self.target.deploy.lock_wait if wait is None else wait):
-            return self.deployer.reconcile()
+            notes = self.deployer.reconcile()
+        from headway.release.rehearse import remove_debris_unless_running
+
+        return notes + remove_debris_unless_running(self)
 
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, *, role: str | None = None, follow: bool = False, since: str | None = None,

@@ -58,14 +58,8 @@ def boot_cmd(obj: Any, port: int | None, interval: float | None, base_image: str
     else:
         err_console.print(f"[green]agent running[/green] {st.container} ({st.image}), "
                           f"metrics on 127.0.0.1:{st.port}/metrics")
-        settings = agent.settings()
-        if settings.dashboard_port:
-            where = f"https://{settings.dashboard_domain}/" if settings.dashboard_domain and settings.dashboard_tls \
-                is not None else f"http://{settings.dashboard_domain}/" if settings.dashboard_domain else \
-                f"port {settings.dashboard_public_port} of the proxy" if settings.dashboard_public_port else \
-                f"127.0.0.1:{settings.dashboard_port} (ssh -L {settings.dashboard_port}:127.0.0.1:" \
-                f"{settings.dashboard_port} to reach it)"
-            err_console.print(f"dashboard on {where}")
+        if st.dashboard:
+            err_console.print(f"dashboard on {st.dashboard}")
             from headway.observe.dashboard_auth import Users
 
             if not Users(agent.dir / "dashboard").names():
@@ -86,6 +80,8 @@ def status_cmd(obj: Any, as_json: bool) -> None:
         if last:
             out_console.print(f"last round {last.get('at', '?')}: {last.get('environments', 0)} environment(s), "
                               f"{last.get('firing', 0)} alert(s) firing, took {last.get('seconds', 0):.2f}s")
+        if st.dashboard:
+            out_console.print(f"dashboard on {st.dashboard}", markup=False)
     if not st.running:
         sys.exit(1)
 

@@ -68,7 +68,7 @@ class LazyGroup(click.Group):
             "swarm": "headway.cli.swarm:swarm", "agent": "headway.cli.agent:agent",
             "alerts": "headway.cli.alerts:alerts", "metrics": "headway.cli.metrics:metrics",
             "top": "headway.cli.metrics:top", "doctor": "headway.cli.doctor:doctor", "ci": "headway.cli.ci:ci",
-            "loadtest": "headway.cli.loadtest:loadtest"}
+            "loadtest": "headway.cli.loadtest:loadtest", "rehearse": "headway.cli.rehearse:rehearse"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 from headway.config.autoscale import Autoscale, AutoscalePolicy, check_autoscale, policy_for
 from headway.config.base import Resources, Strict
 from headway.config.duration import Duration
+from headway.config.rehearse import Rehearse
 from headway.data.schema import Database, DatabaseOverride, Storage, check_databases
 from headway.observe.alerts import AlertRules
 from headway.observe.notify import Channel
@@ -296,6 +297,8 @@ class DeploySettings(Strict):
     retain: int = Field(5, ge=1, le=50, description="how many past releases keep their containers")
     warm_standby: bool = Field(False, description="keep the previous release running for instant rollback")
     lock_wait: Duration = Field(0.0, description="how long a deploy waits for another to finish; 0 fails fast")
+    rehearse: Rehearse = Field(False, description="rehearse the release command on a copy of the newest backup "
+                               "first (true, strict, or {before_deploy, big_table_rows, big_table_size})")
 
 
 class TlsOptions(Strict):

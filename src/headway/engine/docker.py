@@ -455,7 +455,7 @@ class DockerEngine:
             reader.join(max(1.0, deadline - time.monotonic()))
             return OneOffResult(exit_code=int(status.get("StatusCode", -1)), output="\n".join(tail))
         finally:
-            self.remove(container)
+            self.remove(container, volumes=True)  # its anonymous volumes (an image's VOLUME) go with it
 
     def container_env(self, container: Container) -> dict[str, str]:
         container.reload()

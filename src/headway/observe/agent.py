@@ -59,6 +59,7 @@ class AgentStatus(BaseModel):
     port: int
     version: str | None = None
     last_round: dict[str, Any] | None = None
+    dashboard: str | None = None  # where the dashboard is served (None: off)
 
 
 _DOCKERFILE = """\
@@ -179,9 +180,7 @@ class Agent:
                       port=settings.dashboard_public_port, upstreams=[f"127.0.0.1:{settings.dashboard_port}"],
                       tls=tls)
         proxy.set_route(route)
-        if settings.dashboard_domain:
-            return f"{'https' if tls else 'http'}://{settings.dashboard_domain}/"
-        return f"http://<this host>:{settings.dashboard_public_port}/"
+        return dashboard_url(settings)
 
     def _await_health(self, settings: AgentSettings, timeout: float = 60.0) -> None:
         import time
@@ -222,7 +221,8 @@ class Agent:
                 last = None
         image = str((c.attrs.get("Config") or {}).get("Image", "")) if c is not None else None
         return AgentStatus(running=running, container=settings.name, image=image, port=settings.port,
-                           version=__version__ if running else None, last_round=last)
+                           version=__version__ if running else None, last_round=last,
+                           dashboard=dashboard_url(settings))
 
     def logs(self, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
         c = self.engine.get(self.settings().name)
@@ -246,6 +246,18 @@ def _requirements(wheel: Path) -> str:
         text = zf.read(meta).decode()
     deps = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
     return "\n".join(d for d in deps if "extra ==" not in d) + "\n"
+
+
+def dashboard_url(settings: AgentSettings) -> str | None:
+    """Where the dashboard is reached: its domain, a port of the proxy, or the host's loopback (a tunnel)."""
+    if not settings.dashboard_port:
+        return None
+    if settings.dashboard_domain:
+        return f"{'https' if settings.dashboard_tls is not None else 'http'}://{settings.dashboard_domain}/"
+    if settings.dashboard_public_port:
+        return f"http://<this host>:{settings.dashboard_public_port}/"
+    return f"http://127.0.0.1:{settings.dashboard_port}/ (on the host: ssh -L {settings.dashboard_port}:127.0.0.1:" \
+        f"{settings.dashboard_port})"
 
 
 def _dashboard_target(settings: AgentSettings, root: Path) -> Any:

@@ -32,7 +32,7 @@ from headway.remote.where import ON_SERVER_ENV, remote_host  # noqa: F401 - remo
 if TYPE_CHECKING:
     from headway.remote.ssh import SshAddress
 BUNDLE_SOURCE_ENV = "HEADWAY_SOURCE"  # "bundle": the build contexts were exported and checked where sent from
-BUILDING = {"deploy", "build"}
+BUILDING = {"deploy", "build", "rehearse"}
 _SOURCE_FLAGS = {"--ref": True, "--dirty": False, "--force": False}  # flag -> takes a value
 _GLOBAL_FLAGS = {"-c": True, "--config": True, "--state-dir": True, "--ssh-key": True, "--accept-host-key": False,
                  "--host": True}
