@@ -44,6 +44,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range: a port held for later (the proxy's HTTPS port is bound only
+    once a route has TLS) that no `free_port()` or outgoing connection can be handed meanwhile."""
+    import random
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):  # bounded: a few ports of the range are taken at most
+        port = random.randint(20000, low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> DockerEngine:
     try:
@@ -70,7 +87,7 @@ class RunningProxy:
 def proxy(docker_engine: DockerEngine, state_dir: Path) -> Iterator[RunningProxy]:
     """A real nginx proxy container owned by headway, on free ports, for the whole test session."""
     px = Proxy(docker_engine, state_dir)
-    http_port, control_port, https_port = free_port(), free_port(), free_port()
+    http_port, control_port, https_port = quiet_port(), quiet_port(), quiet_port()
     px.boot(http_port=http_port, control_port=control_port, name=f"headway-proxy-test-{uuid.uuid4().hex[:6]}",
             https_port=https_port)
     yield RunningProxy(px, state_dir, http_port, control_port, https_port)

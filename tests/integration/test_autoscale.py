@@ -143,7 +143,9 @@ def test_a_scale_that_fails_is_a_warning_and_waits_for_the_cooldown(scaled_app: 
     import shutil
 
     app = scaled_app
-    shutil.rmtree(app.state_dir / "apps" / app.name / "production" / "kept")  # what the autoscaler acts from
+    kept = app.state_dir / "apps" / app.name / "production" / "kept"  # what the autoscaler acts from
+    shutil.rmtree(kept.resolve())
+    kept.unlink()
     redis(app, "RPUSH", QUEUE, *[f"job-{i}" for i in range(150)])
     monitor = Monitor(app.state_dir)
     t0 = time.time()
