@@ -441,8 +441,9 @@ def _engine_for(target: Target) -> DockerEngine:
     from headway.release.images import registry_auth
 
     assert target.config.registry is not None  # the config requires one for a swarm
-    engine = SwarmEngine(registry=target.config.registry.server, auth=registry_auth(target),
-                         constraints=swarm.constraints)
+    # with the secrets withheld (the host's own actions: config/kept.py) no image is pushed: no credentials
+    auth = None if target.secrets_withheld else registry_auth(target)
+    engine = SwarmEngine(registry=target.config.registry.server, auth=auth, constraints=swarm.constraints)
     engine.require_manager()
     return engine
 

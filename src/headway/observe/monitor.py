@@ -9,7 +9,8 @@ headway at every deploy, rollback and `headway alerts test`). Each round the age
 3. the host's CPU, memory, disk and load (from /proc and statvfs);
 4. evaluates the alert rules (observe/alerts.py: a condition must hold for its `for` duration to fire) and sends
    each firing, repeat and resolved notice to the environment's channels (observe/notify.py), and hands each
-   autoscaled role's signals to the autoscaler (observe/autoscaler.py);
+   autoscaled role's signals to the autoscaler (observe/autoscaler.py); on a swarm's manager, routes the
+   replicas the swarm moved (observe/follow.py);
 5. keeps every figure in the host's metric store (observe/store.py: 7+ days, bounded) and serves them on
    /metrics for Prometheus.
 """
@@ -124,6 +125,9 @@ class Monitor:
         from headway.observe.autoscaler import Autoscaler
 
         self.autoscaler = Autoscaler(root)
+        from headway.observe.follow import SwarmFollower
+
+        self.follower = SwarmFollower(root)
         self._lengths: dict[str, dict[str, int]] = {}  # app/environment -> queue -> length, this round
         self._autoscaled: list[dict[str, Any]] = []  # this round's autoscale decisions
 
@@ -159,6 +163,7 @@ class Monitor:
         specs = read_specs(self.root)
         for spec in specs:
             observations += self._environment(spec, now, samples)
+            self.follower.round(spec)
         host = self.host.sample()
         for key, value in host.items():
             if key.startswith("disk:"):
@@ -556,6 +561,7 @@ class Monitor:
         finally:
             server.close()
             self.autoscaler.close()
+            self.follower.close()
 
 
 def alert_state_path(root: Path, subject: str) -> Path:

@@ -45,6 +45,7 @@ def write_spec(target: Target, state_root: Path) -> Path:
     spec = {"app": target.app, "environment": target.environment, "written_at": time.time(),
             "domains": target.domains, "port": target.port, "health": health, "databases": databases,
             "tls": target.tls is not None,
+            "swarm": target.config.environments[target.environment].swarm is not None,
             "alerts": rules_data(alerts, skip={"channels"}),
             "autoscale": autoscale_spec(target),
             "channels": channels}
