@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.deploy_ops import REPO, free_port, headway_argv, log, run, snapshot_src, wait_serving
 from bench.loadgen import SteadyLoad
-from bench.run import exit_on_sigterm, machine_info, write_section
+from bench.run import exit_on_sigterm, machine_info, save_results, write_section
 from headway.engine import labels as L
 
 RESULTS = REPO / "bench" / "results"
@@ -103,18 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         report["cleanup_problems"] = bench.close()
         report["errors"].extend(f"cleanup: {p}" for p in report["cleanup_problems"])
         shutil.rmtree(workdir, ignore_errors=True)
-        report["finished_utc"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = f"agent-quick-{started}.json" if args.quick else f"agent-{started}.json"
-        text = json.dumps(report, indent=2) + "\n"
-        (RESULTS / name).write_text(text)
-        log(f"wrote bench/results/{name}")
         complete = all(k in report.get("containers", {}) for k in ("agent10", "agent0", "floor")) and \
-            "metrics_check" in report
-        if not args.quick and complete and not report["errors"]:
-            (RESULTS / "agent-latest.json").write_text(text)
-            write_section(START, END, render_section(report))
-            log("wrote bench/results/agent-latest.json and docs/benchmarks.md")
+            "metrics_check" in report and not report["errors"]
+        save_results("agent", report, quick=args.quick, started=started, section=render_section,
+                     start=START, end=END, complete=complete)
     print(render_table(report))
     for err in report["errors"]:
         print(f"error: {err}", file=sys.stderr)

@@ -36,7 +36,7 @@ from typing import Any
 from bench.deploy_ops import (REPO, ClientSpec, ComposeStack, HeadwayStack, LoadSession, Timeline, get_once, log,
                               measure, run, settle, snapshot_src, stamp, wait_serving)
 from bench.loadgen import is_failure
-from bench.run import exit_on_sigterm, machine_info, one_line, write_section
+from bench.run import exit_on_sigterm, machine_info, one_line, save_results, write_section
 from headway.engine import labels as L
 
 RESULTS = REPO / "bench" / "results"
@@ -71,22 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        report["finished_utc"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for key in ("headway", "compose"):
             if key in report:
                 report[key]["summary"] = summarize(report[key].get("rounds", []))
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = f"faults-quick-{started}.json" if args.quick else f"faults-{started}.json"
-        text = json.dumps(report, indent=2) + "\n"
-        (RESULTS / name).write_text(text)
-        log(f"wrote bench/results/{name}")
         complete = all(len(report.get(k, {}).get("rounds", [])) == args.kills for k in ("headway", "compose"))
-        if not args.quick and complete:
-            (RESULTS / "faults-latest.json").write_text(text)
-            write_section(START, END, render_section(report))
-            log("wrote bench/results/faults-latest.json and docs/benchmarks.md")
-        elif not args.quick:
-            log("not every round ran: faults-latest.json and the docs were left as they were")
+        save_results("faults", report, quick=args.quick, started=started, section=render_section,
+                     start=START, end=END, complete=complete)
     print(render_tables(report))
     for err in report["errors"]:
         print(f"error: {err}", file=sys.stderr)

@@ -46,7 +46,7 @@ from typing import Any
 
 from bench.deploy_ops import (REPO, _remove_images_named, _sweep_label, free_port, headway_argv, log, run,
                               snapshot_src, wait_serving)
-from bench.run import exit_on_sigterm, machine_info, write_section
+from bench.run import exit_on_sigterm, machine_info, save_results, write_section
 from headway.engine import labels as L
 
 RESULTS = REPO / "bench" / "results"
@@ -145,17 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         report["errors"].extend(f"cleanup: {p}" for p in report["cleanup_problems"])
         shutil.rmtree(workdir, ignore_errors=True)
         report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        report["finished_utc"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = f"readiness-quick-{started}.json" if args.quick else f"readiness-{started}.json"
-        text = json.dumps(report, indent=2) + "\n"
-        (RESULTS / name).write_text(text)
-        log(f"wrote bench/results/{name}")
-        complete = all(k in report for k in ("load", "doctor"))
-        if not args.quick and complete and not report["errors"]:
-            (RESULTS / "readiness-latest.json").write_text(text)
-            write_section(START, END, render_section(report))
-            log("wrote bench/results/readiness-latest.json and docs/benchmarks.md")
+        complete = all(k in report for k in ("load", "doctor")) and not report["errors"]
+        save_results("readiness", report, quick=args.quick, started=started, section=render_section,
+                     start=START, end=END, complete=complete)
     if "load" in report:
         print(render_load_table(report))
     if "doctor" in report:

@@ -47,7 +47,7 @@ import httpx
 
 from bench.deploy_ops import REPO, SHOP, log, run, snapshot_src
 from bench.loadgen import SteadyLoad, is_failure
-from bench.run import exit_on_sigterm, machine_info, write_section
+from bench.run import exit_on_sigterm, machine_info, save_results, write_section
 from tests.remote.conftest import (DOCKER_SERVER_IMAGES, DOCKER_SERVER_PORTS, RemoteServer, SshKeys,
                                    _remove_stale_servers, start_server, stop_server)
 
@@ -104,18 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.environ["HEADWAY_KNOWN_HOSTS"] = known_hosts_before
         shutil.rmtree(workdir, ignore_errors=True)
-        report["finished_utc"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         report["summary"] = summarize(report)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = f"remote-quick-{started}.json" if args.quick else f"remote-{started}.json"
-        text = json.dumps(report, indent=2) + "\n"
-        (RESULTS / name).write_text(text)
-        log(f"wrote bench/results/{name}")
-        complete = len(report.get("rounds", [])) == args.rounds and "first_deploy" in report
-        if not args.quick and complete and not report["errors"]:
-            (RESULTS / "remote-latest.json").write_text(text)
-            write_section(START, END, render_section(report))
-            log("wrote bench/results/remote-latest.json and docs/benchmarks.md")
+        complete = len(report.get("rounds", [])) == args.rounds and "first_deploy" in report and not report["errors"]
+        save_results("remote", report, quick=args.quick, started=started, section=render_section,
+                     start=START, end=END, complete=complete)
     print(render_table(report))
     for err in report["errors"]:
         print(f"error: {err}", file=sys.stderr)

@@ -710,6 +710,26 @@ the script it names, between its marker comments; the rest of this page is left 
 """
 
 
+def save_results(kind: str, report: dict[str, Any], *, quick: bool, complete: bool, started: str,
+                 section: Callable[[dict[str, Any]], str], start: str, end: str) -> None:
+    """bench/results/<kind>[-quick]-<started>.json; for a full run that measured everything, also
+    <kind>-latest.json and the docs section between `start` and `end` (rendered by `section`)."""
+    report["finished_utc"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{kind}-quick-{started}.json" if quick else f"{kind}-{started}.json"
+    text = json.dumps(report, indent=2) + "\n"
+    (RESULTS / name).write_text(text)
+    log(f"wrote bench/results/{name}")
+    if quick:
+        return
+    if complete:
+        (RESULTS / f"{kind}-latest.json").write_text(text)
+        write_section(start, end, section(report))
+        log(f"wrote bench/results/{kind}-latest.json and docs/benchmarks.md")
+    else:
+        log(f"not everything was measured: {kind}-latest.json and the docs were left as they were")
+
+
 def write_section(start: str, end: str, section: str) -> None:
     text = DOC.read_text() if DOC.exists() else HEADER
     if start in text and end in text:
