@@ -474,3 +474,23 @@ def _docker_run_tty(name: str, image: str, command: list[str], env: dict[str, st
         for k, v in labels.items():
             argv += ["--label", f"{k}={v}"]
         return subprocess.call([*argv, image, *command])
+
+
+# -- what the host's agent does by itself, from the config kept on the host (config/kept.py) ------------------
+def scale_on_host(root: Path, app: str, environment: str, counts: dict[str, int], reason: str) -> dict[str, int]:
+    """The autoscaler's `headway scale`, recorded as by "autoscaler", never waiting for the lock."""
+    from headway.release.report import RecordingReporter
+    from headway.state.store import acting_as
+
+    with acting_as("autoscaler"):
+        hw = Headway.on_host(app, environment, state_dir=root, reporter=RecordingReporter())
+        return hw.scale(counts, wait=0, reason=reason)
+
+
+def recover_on_host(root: Path, app: str, environment: str) -> list[str]:
+    """The agent's `headway recover` on a swarm's manager (observe/follow.py), as "agent", never waiting."""
+    from headway.release.report import RecordingReporter
+    from headway.state.store import acting_as
+
+    with acting_as("agent"):
+        return Headway.on_host(app, environment, state_dir=root, reporter=RecordingReporter()).recover(wait=0)

@@ -16,6 +16,7 @@ from bench.loadgen import SteadyLoad
 from headway.engine import exec_stream
 from headway.engine import labels as L
 from headway.observe.monitor import Monitor
+from headway.service import scale_on_host
 from headway.state.store import AppState
 from tests.conftest import AppDir
 from tests.receivers import Receiver, http_receiver
@@ -74,7 +75,7 @@ def test_a_queue_scales_the_worker_out_and_back_after_the_cooldown(scaled_app: A
     assert spec["autoscale"]["roles"]["worker"] == {"min": 1, "max": 10, "queue": QUEUE, "per_replica": 100}
     assert workers(app) == 1
     redis(app, "RPUSH", QUEUE, *[f"job-{i}" for i in range(450)])
-    monitor = Monitor(app.state_dir)
+    monitor = Monitor(app.state_dir, scale=scale_on_host)
     t0 = time.time()
     try:
         with SteadyLoad(app.url(), rate=100, max_seconds=240) as load:
@@ -122,7 +123,7 @@ def test_a_queue_scales_the_worker_out_and_back_after_the_cooldown(scaled_app: A
 def test_a_round_that_finds_the_deploy_lock_held_skips(scaled_app: AppDir) -> None:
     app = scaled_app
     redis(app, "RPUSH", QUEUE, *[f"job-{i}" for i in range(250)])
-    monitor = Monitor(app.state_dir)
+    monitor = Monitor(app.state_dir, scale=scale_on_host)
     t0 = time.time()
     try:
         with AppState(app.state_dir, app.name, "production").lock("deploy"):
@@ -147,7 +148,7 @@ def test_a_scale_that_fails_is_a_warning_and_waits_for_the_cooldown(scaled_app: 
     shutil.rmtree(kept.resolve())
     kept.unlink()
     redis(app, "RPUSH", QUEUE, *[f"job-{i}" for i in range(150)])
-    monitor = Monitor(app.state_dir)
+    monitor = Monitor(app.state_dir, scale=scale_on_host)
     t0 = time.time()
     try:
         assert autoscaled(monitor.round(now=t0), app)["scaling"] == {"worker": 2}

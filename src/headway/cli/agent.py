@@ -163,4 +163,14 @@ def run_cmd(state_dir: str, port: int, bind: str, interval: float, dashboard_por
         from headway.observe.dashboard import Dashboard
 
         Dashboard(Path(state_dir)).serve("127.0.0.1", dashboard_port)
-    Monitor(Path(state_dir), interval=interval).run(port=port, bind=bind, once=once)
+    def scale(root: Path, app: str, env: str, counts: dict[str, int], reason: str) -> dict[str, int]:
+        from headway.service import scale_on_host  # loaded at the first scale, not at the agent's start
+
+        return scale_on_host(root, app, env, counts, reason)
+
+    def follow(root: Path, app: str, env: str) -> list[str]:
+        from headway.service import recover_on_host
+
+        return recover_on_host(root, app, env)
+
+    Monitor(Path(state_dir), interval=interval, scale=scale, follow=follow).run(port=port, bind=bind, once=once)

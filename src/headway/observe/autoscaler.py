@@ -1,5 +1,5 @@
 """The agent's autoscaler: each round's decisions (observe/autoscale.py) carried out as ordinary zero-downtime
-`scale`s, from the config the host keeps (Headway.on_host), by "autoscaler".
+`scale`s, from the config the host keeps (`act`: headway.service.scale_on_host), by "autoscaler".
 
 A round never waits on a scale: the changes of an environment go to one worker thread, one environment's scale at
 a time, and the environment is left alone by the rounds until its scale has ended. An environment whose deploy
@@ -41,21 +41,10 @@ class _Job:
     channels: list[dict[str, Any]]
 
 
-def scale_on_host(root: Path, app: str, environment: str, counts: dict[str, int], reason: str) -> dict[str, int]:
-    """`headway scale` of app/environment from the config kept on the host, never waiting for the lock."""
-    from headway.release.report import RecordingReporter
-    from headway.service import Headway
-    from headway.state.store import acting_as
-
-    with acting_as(OPERATOR):
-        hw = Headway.on_host(app, environment, state_dir=root, reporter=RecordingReporter())
-        return hw.scale(counts, wait=0, reason=reason)
-
-
 class Autoscaler:
-    def __init__(self, root: Path, act: Act | None = None) -> None:
+    def __init__(self, root: Path, act: Act) -> None:
         self.root = root
-        self._act: Act = act or scale_on_host
+        self._act = act
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._busy: set[str] = set()
         self._cond = threading.Condition()

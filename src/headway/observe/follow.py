@@ -3,8 +3,9 @@
 When a machine of a swarm dies, the swarm starts its replicas on the machines left; the proxy (on the manager)
 keeps passing over the dead peers, but serves the moved replicas only once headway reconciles — what every headway
 command does first (release/reconcile.py: the proxy follows a deploy to where its containers run now). The agent
-does it for each swarm environment on its rounds, from the config the host keeps (Headway.on_host, secrets
-withheld: following needs none), so the moved replicas serve within a round instead of at the next command.
+does it for each swarm environment on its rounds, from the config the host keeps (`follow`:
+headway.service.recover_on_host, secrets withheld: following needs none), so the moved replicas serve within a
+round instead of at the next command.
 
 One worker thread, one environment at a time; a lock held by a command skips the environment for that round (the
 command reconciles anyway); what it changed is printed in the agent's log and recorded in the journal by "agent".
@@ -18,24 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-OPERATOR = "agent"
 Follow = Callable[[Path, str, str], list[str]]
 
 
-def recover_on_host(root: Path, app: str, environment: str) -> list[str]:
-    """`headway recover` of app/environment from the config kept on the host, never waiting for the lock."""
-    from headway.release.report import RecordingReporter
-    from headway.service import Headway
-    from headway.state.store import acting_as
-
-    with acting_as(OPERATOR):
-        return Headway.on_host(app, environment, state_dir=root, reporter=RecordingReporter()).recover(wait=0)
-
-
 class SwarmFollower:
-    def __init__(self, root: Path, follow: Follow | None = None) -> None:
+    def __init__(self, root: Path, follow: Follow) -> None:
         self.root = root
-        self._follow: Follow = follow or recover_on_host
+        self._follow = follow
         self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._busy: set[str] = set()
         self._cond = threading.Condition()

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from headway.engine import labels as L
+from headway.observe.autoscaler import Act, Autoscaler
+from headway.observe.follow import Follow, SwarmFollower
 from headway.observe.spec import read_specs
 from headway.state.files import atomic_write
 
@@ -103,7 +105,11 @@ def _cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
 
 # -- a round ------------------------------------------------------------------------------------------------
 class Monitor:
-    def __init__(self, root: Path, *, interval: float = 15.0) -> None:
+    """`scale` and `follow` are how the agent acts on an environment (the library's scale and reconcile from the
+    config kept on the host: headway.service.scale_on_host, recover_on_host); without them it only watches."""
+
+    def __init__(self, root: Path, *, interval: float = 15.0, scale: Act | None = None,
+                 follow: Follow | None = None) -> None:
         from headway.observe.access_log import AccessLogTail
         from headway.observe.metrics import MetricsRegistry
         from headway.observe.store import MetricStore
@@ -122,12 +128,8 @@ class Monitor:
         self._rounds = 0
         self._proxy_port = 80
         self._engine: Any = None
-        from headway.observe.autoscaler import Autoscaler
-
-        self.autoscaler = Autoscaler(root)
-        from headway.observe.follow import SwarmFollower
-
-        self.follower = SwarmFollower(root)
+        self.autoscaler = Autoscaler(root, scale) if scale is not None else None
+        self.follower = SwarmFollower(root, follow) if follow is not None else None
         self._lengths: dict[str, dict[str, int]] = {}  # app/environment -> queue -> length, this round
         self._autoscaled: list[dict[str, Any]] = []  # this round's autoscale decisions
 
@@ -163,7 +165,8 @@ class Monitor:
         specs = read_specs(self.root)
         for spec in specs:
             observations += self._environment(spec, now, samples)
-            self.follower.round(spec)
+            if self.follower is not None:
+                self.follower.round(spec)
         host = self.host.sample()
         for key, value in host.items():
             if key.startswith("disk:"):
@@ -304,7 +307,7 @@ class Monitor:
                                    f"{errors} of {requests} requests answered 5xx in 5 min"))
             out.append(Observation("p95", subject, p95, {"app": app, "environment": env},
                                    f"p95 {p95 * 1000:.0f} ms over {requests} requests in 5 min"))
-        if spec.get("autoscale"):
+        if spec.get("autoscale") and self.autoscaler is not None:
             self._autoscale(spec, now, by_role)
         return out
 
@@ -313,6 +316,7 @@ class Monitor:
         CPU (percent of a core, or of the role's cpus limit), p95 over the last minute."""
         from headway.observe.autoscale import Signals
 
+        assert self.autoscaler is not None  # the round calls this only with one
         app, env = spec["app"], spec["environment"]
         auto = spec["autoscale"]
         lengths = self._lengths.get(f"{app}/{env}", {})
@@ -560,8 +564,9 @@ class Monitor:
                 time.sleep(max(0.5, self.interval - (time.monotonic() - t0)))  # the agent's own period
         finally:
             server.close()
-            self.autoscaler.close()
-            self.follower.close()
+            for worker in (self.autoscaler, self.follower):
+                if worker is not None:
+                    worker.close()
 
 
 def alert_state_path(root: Path, subject: str) -> Path:
