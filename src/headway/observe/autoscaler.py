@@ -11,7 +11,6 @@ channels as an info notice; a failed one as a warning.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 from headway.config.autoscale import AutoscalePolicy
 from headway.observe.autoscale import EnvironmentState, RoleState, Signals, decide_all, state_path
+from headway.observe.worker import EnvironmentWorker
 
 OPERATOR = "autoscaler"
 Act = Callable[[Path, str, str, dict[str, int], str], dict[str, int]]
@@ -41,14 +41,14 @@ class _Job:
     channels: list[dict[str, Any]]
 
 
-class Autoscaler:
+class Autoscaler(EnvironmentWorker[_Job]):
+    what = "autoscale"
+
     def __init__(self, root: Path, act: Act) -> None:
+        super().__init__()
         self.root = root
         self._act = act
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._busy: set[str] = set()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._state = threading.Lock()  # the environments' autoscale state files: the rounds and the worker
 
     # -- a round ----------------------------------------------------------------------------------------------
     def round(self, spec: dict[str, Any], signals: dict[str, Signals], now: float) -> dict[str, Any] | None:
@@ -62,9 +62,9 @@ class Autoscaler:
         app, env = spec["app"], spec["environment"]
         subject = f"{app}/{env}"
         path = state_path(self.root, app, env)
-        with self._cond:
-            if subject in self._busy:
-                return {"subject": subject, "skipped": "a scale is under way"}
+        if self.busy(subject):
+            return {"subject": subject, "skipped": "a scale is under way"}
+        with self._state:
             st = EnvironmentState.load(path)
             holder = AppState(self.root, app, env).lock_holder()
             if holder is not None:
@@ -85,36 +85,15 @@ class Autoscaler:
                            reason, previous, list(spec.get("channels") or []))
                 st.action = {"at": _iso(now), "counts": job.counts, "from": job.before, "reason": reason,
                              "result": "running"}
-                self._busy.add(subject)
             st.save(path)
         if job is not None:
             what = ", ".join(f"{r} {job.before[r]} -> {n}" for r, n in job.counts.items())
             print(f"{subject}: autoscale {what} ({job.reason})", flush=True)
-            self._submit(job)
+            self.submit(subject, job)
         return {"subject": subject, "decisions": st.last["decisions"], "scaling": job.counts if job else {}}
 
     # -- the worker -------------------------------------------------------------------------------------------
-    def _submit(self, job: _Job) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="headway-autoscaler", daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                self._carry_out(job)
-            except Exception as exc:  # noqa: BLE001 - the worker outlives any one scale
-                print(f"{job.app}/{job.environment}: autoscale: {type(exc).__name__}: {exc}", flush=True)
-            finally:
-                with self._cond:
-                    self._busy.discard(f"{job.app}/{job.environment}")
-                    self._cond.notify_all()
-
-    def _carry_out(self, job: _Job) -> None:
+    def carry_out(self, job: _Job) -> None:
         from headway.errors import HeadwayError, LockHeld
 
         subject = f"{job.app}/{job.environment}"
@@ -130,7 +109,7 @@ class Autoscaler:
         except Exception as exc:  # noqa: BLE001 - reported, never fatal to the agent
             result, error = "failed", f"{type(exc).__name__}: {exc}"
         path = state_path(self.root, job.app, job.environment)
-        with self._cond:
+        with self._state:
             st = EnvironmentState.load(path)
             if result == "skipped":  # nothing changed: the roles may change at the next round
                 st.roles.update(job.previous)
@@ -165,21 +144,3 @@ class Autoscaler:
         for d in send_all(channels, notice, lambda t: t):
             if not d.ok:
                 print(f"notice to {d.channel} failed: {d.error}", flush=True)
-
-    # -- waiting, stopping ----------------------------------------------------------------------------------
-    def idle(self, timeout: float) -> bool:
-        """Wait (at most `timeout` s) until no scale is under way; True when none is."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def close(self, timeout: float = 60.0) -> None:
-        """Let the scale under way finish (at most `timeout` s), then stop the worker."""
-        if self._thread is not None and self._thread.is_alive():
-            self._jobs.put(None)
-            self._thread.join(timeout)
