@@ -46,6 +46,7 @@ from bench.deploy_ops import REPO, free_port, headway_argv, log, run, snapshot_s
 from bench.loadgen import SteadyLoad
 from bench.run import exit_on_sigterm, machine_info, save_results, write_section
 from headway.engine import labels as L
+from headway.state.files import read_json_object
 
 RESULTS = REPO / "bench" / "results"
 START, END = "<!-- bench:agent:start -->", "<!-- bench:agent:end -->"
@@ -197,14 +198,6 @@ print('JSON ' + json.dumps(out))
 def _in_image(image: str, suffix: str, script: str, *flags: str) -> Any:
     return run(["docker", "run", "--rm", "--entrypoint", "python", "--label", f"{BENCH_LABEL}=agent-{suffix}",
                 image, *flags, "-c", script], timeout=120)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 # -- the bench ----------------------------------------------------------------------------------------------
@@ -380,7 +373,7 @@ class AgentBench:
         out: dict[str, Any] = {}
         for key, state in (("agent10", self.state), ("agent0", self.empty_state)):
             while True:
-                last = _read_json(state / "agent" / "last-round.json")
+                last = read_json_object(state / "agent" / "last-round.json")
                 if last is not None:
                     out[key] = last
                     break
@@ -404,7 +397,7 @@ class AgentBench:
         restarts0 = {key: int(i.get("RestartCount", 0)) for key, i in info.items()}
         states = {"agent10": self.state, "agent0": self.empty_state}
         rounds: dict[str, dict[str, dict[str, Any]]] = {"agent10": {}, "agent0": {}}
-        warm = {k: (_read_json(s / "agent" / "last-round.json") or {}).get("at") for k, s in states.items()}
+        warm = {k: (read_json_object(s / "agent" / "last-round.json") or {}).get("at") for k, s in states.items()}
         mem: dict[str, list[dict[str, int]]] = {k: [] for k in names}
         procs: dict[str, list[dict[str, int]]] = {k: [] for k in names}
         cpu_steps: dict[str, list[float]] = {k: [] for k in names}
@@ -427,7 +420,7 @@ class AgentBench:
                 last_cpu[key] = c
             last_t = now
             for key, state in states.items():
-                last = _read_json(state / "agent" / "last-round.json")
+                last = read_json_object(state / "agent" / "last-round.json")
                 if last and last.get("at") and last.get("at") != warm[key]:
                     rounds[key][str(last["at"])] = {"seconds": last.get("seconds"),
                                                     "environments": last.get("environments"),

@@ -320,15 +320,9 @@ class Headway:
 
     def _firing(self) -> list[dict[str, Any]]:
         """What the host's agent has firing for this environment (read from its state; nothing when none runs)."""
-        import json
+        from headway.observe.alerts import firing_alerts
 
-        path = self.state.root / "agent" / "alerts" / f"{self.target.app}--{self.target.environment}.json"
-        try:
-            alerts = json.loads(path.read_text()).get("alerts", {})
-        except (OSError, ValueError):
-            return []
-        return [{"rule": a["rule"], "since": a["since"], "detail": a.get("detail", "")}
-                for a in alerts.values() if a.get("state") == "firing"]
+        return firing_alerts(self.state.root, self.target.app, self.target.environment)
 
     def _database_rows(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The environment's databases for `status`: from the container summaries already read and the catalog."""

@@ -10,7 +10,8 @@ from pathlib import Path
 from headway.config.loader import parse_config
 from headway.config.resolve import resolve
 from headway.observe.alerts import parse_alert_rules
-from headway.observe.monitor import Monitor, alert_state_path, request
+from headway.observe.alerts import alert_state_path
+from headway.observe.monitor import Monitor, request
 from headway.observe.spec import read_specs, rules_data, write_spec
 
 CONFIG = """\

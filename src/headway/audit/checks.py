@@ -6,7 +6,6 @@ cannot read what it needs says so (`unknown`, with why) instead of guessing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from headway.config.resolve import Target
+from headway.state.files import read_json_object
 from headway.state.store import AppState, Current, ReleaseRecord
 
 if TYPE_CHECKING:
@@ -145,11 +145,7 @@ class AuditContext:
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON object from the environment's state directory; None when absent or unreadable."""
-        try:
-            data = json.loads((self.state.dir / name).read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_json_object(self.state.dir / name)
 
     def age_days(self, iso: str) -> float | None:
         try:

@@ -52,7 +52,7 @@ def list_cmd(obj: Any, environment: str, as_json: bool) -> None:
     """What the host's agent has pending or firing for the environment, and its silences."""
     import json as json_
 
-    from headway.observe.monitor import alert_state_path
+    from headway.observe.alerts import alert_state_path
 
     subject, hw = _subject(obj, environment)
     path = alert_state_path(hw.state.root, subject)

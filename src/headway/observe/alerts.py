@@ -617,3 +617,23 @@ def _text(a: _Alert, rule: Rule, now: float, kind: Kind) -> str:
         return f"{cond} (still firing since {_clock(a.fired_at or a.since)})"
     return cond
 
+
+# -- the agent's alert state on the host, read by `status`, `alerts list` and the dashboard ----------------------
+def alert_state_path(root: Path, subject: str) -> Path:
+    """The Evaluator's state of `subject` (app/environment, or "host") under the host's state directory."""
+    return root / "agent" / "alerts" / f"{subject.replace('/', '--')}.json"
+
+
+def alert_history_path(root: Path, subject: str) -> Path:
+    """The subject's firing, repeat and resolved notices, newest last (observe/monitor.py record_alert)."""
+    return alert_state_path(root, subject).with_suffix(".history.jsonl")
+
+
+def firing_alerts(root: Path, app: str, environment: str) -> list[dict[str, Any]]:
+    """What the host's agent has firing for app/environment (nothing when no agent runs)."""
+    try:
+        alerts = json.loads(alert_state_path(root, f"{app}/{environment}").read_text()).get("alerts", {})
+    except (OSError, ValueError):
+        return []
+    return [{"rule": a["rule"], "since": a["since"], "detail": a.get("detail", ""), "labels": a.get("labels") or {}}
+            for a in alerts.values() if a.get("state") == "firing"]

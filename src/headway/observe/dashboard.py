@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headway.errors import HeadwayError
+from headway.state.files import read_json_object
+from headway.observe.alerts import alert_history_path, firing_alerts
 from headway.observe.dashboard_auth import Session, Sessions, Throttle, Users, csrf_ok
 
 if TYPE_CHECKING:
@@ -271,11 +273,11 @@ class Dashboard:
         out = []
         for app, env in watched_environments(self.root):
             figures = environment_figures(self.root, app, env)
-            current = _read_json(self.root / "apps" / app / env / "current.json") or {}
+            current = read_json_object(self.root / "apps" / app / env / "current.json") or {}
             out.append({"app": app, "environment": env, "release": _live_release(self.root, app, env, current),
                         "health": _health(figures, current), "requests_per_s": figures.get("requests_per_s"),
                         "server_error_ratio": figures.get("server_error_ratio"), "p95_s": figures.get("p95_s"),
-                        "firing": _firing(self.root, app, env), "maintenance": bool(current.get("maintenance"))})
+                        "firing": firing_alerts(self.root, app, env), "maintenance": bool(current.get("maintenance"))})
         return out
 
     def environment(self, app: str, env: str) -> dict[str, Any] | None:
@@ -319,7 +321,7 @@ class Dashboard:
                 "live": current.live, "health": _health(figures, current.model_dump(mode="json")),
                 "maintenance": bool(current.maintenance), "history": history, "backups": backups,
                 "restores": restores, "charts": charts, "containers": figures.get("containers", []),
-                "firing": _firing(self.root, app, env), "recent_alerts": _recent_alerts(self.root, app, env),
+                "firing": firing_alerts(self.root, app, env), "recent_alerts": _recent_alerts(self.root, app, env),
                 "logs": self._log_tail(live), "actions": kept_dir(self.root, app, env).joinpath(
                     "headway.json").is_file(),
                 "figures": {k: figures.get(k) for k in ("requests_per_s", "server_error_ratio", "p95_s")}}
@@ -460,14 +462,6 @@ def _asset(name: str) -> Answer:
     return Answer(200, (TEMPLATES / name).read_bytes(), _ASSETS[name], headers={"Cache-Control": "max-age=300"})
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _live_release(root: Path, app: str, env: str, current: dict[str, Any]) -> str | None:
     from headway.state.store import AppState
 
@@ -491,14 +485,8 @@ def _health(figures: dict[str, Any], current: dict[str, Any]) -> str:
     return "up" if up >= 1.0 else "down"
 
 
-def _firing(root: Path, app: str, env: str) -> list[dict[str, Any]]:
-    data = _read_json(root / "agent" / "alerts" / f"{app}--{env}.json") or {}
-    return [{"rule": a.get("rule"), "since": a.get("since"), "labels": a.get("labels")}
-            for a in (data.get("alerts") or {}).values() if a.get("state") == "firing"]
-
-
 def _recent_alerts(root: Path, app: str, env: str, limit: int = 15) -> list[dict[str, Any]]:
-    path = root / "agent" / "alerts" / f"{app}--{env}.history.jsonl"
+    path = alert_history_path(root, f"{app}/{env}")
     if not path.exists():
         return []
     lines = path.read_text().splitlines()[-limit:]

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from headway.engine import labels as L
+from headway.observe.alerts import alert_history_path, alert_state_path
 from headway.observe.autoscaler import Act, Autoscaler
 from headway.observe.follow import Follow, SwarmFollower
 from headway.observe.spec import read_specs
-from headway.state.files import atomic_write
+from headway.state.files import atomic_write, read_json_object
 
 DATABASE_EVERY = 4  # rounds between two looks at each database's connections and size (a query in its container)
 _DATABASE_SQL = {
@@ -204,7 +205,7 @@ class Monitor:
         app, env = spec["app"], spec["environment"]
         subject = f"{app}/{env}"
         out: list[Observation] = []
-        current = _read_json(self.root / "apps" / app / env / "current.json") or {}
+        current = read_json_object(self.root / "apps" / app / env / "current.json") or {}
         live = current.get("live")
         if current.get("stopped") or live is None:
             return out
@@ -405,7 +406,7 @@ class Monitor:
             if engine not in _DATABASE_SQL or not db.get("managed") or not db.get("database"):
                 continue
             container = self.engine.get(db.get("container") or L.accessory_name(app, env, db["name"]))
-            creds = _read_json(credentials_path(self.root, app, env, db["name"]))
+            creds = read_json_object(credentials_path(self.root, app, env, db["name"]))
             if container is None or creds is None:
                 continue
             dialect = DIALECTS[db["engine"]]
@@ -444,7 +445,7 @@ class Monitor:
         app, env = spec["app"], spec["environment"]
         container = self.engine.get(redis.get("container") or L.accessory_name(app, env, redis["name"]))
         address = self.engine.ip_address(container, L.network_name(app, env)) if container is not None else None
-        creds = _read_json(credentials_path(self.root, app, env, redis["name"])) or {}
+        creds = read_json_object(credentials_path(self.root, app, env, redis["name"])) or {}
         out: list[Observation] = []
         for name in names + scaled:
             try:
@@ -500,7 +501,7 @@ class Monitor:
         agent: the one writer of the alert state."""
         known = {f"{s['app']}/{s['environment']}": s for s in specs}
         for path in sorted((self.dir / "requests").glob("*.json")):
-            req = _read_json(path)
+            req = read_json_object(path)
             done: dict[str, Any] = {"request": path.name}
             try:
                 if req is None:
@@ -538,7 +539,7 @@ class Monitor:
         parts = subject.split("/")
         if len(parts) < 2:
             return False
-        current = _read_json(self.root / "apps" / parts[0] / parts[1] / "current.json") or {}
+        current = read_json_object(self.root / "apps" / parts[0] / parts[1] / "current.json") or {}
         return bool(current.get("maintenance"))
 
     def _firing_count(self) -> int:
@@ -569,16 +570,13 @@ class Monitor:
                     worker.close()
 
 
-def alert_state_path(root: Path, subject: str) -> Path:
-    return root / "agent" / "alerts" / f"{subject.replace('/', '--')}.json"
-
 
 ALERT_HISTORY = 500  # notices kept per subject (the dashboard's recent alerts)
 
 
 def record_alert(root: Path, subject: str, entry: dict[str, Any], now: float) -> None:
     """Append a firing/repeat/resolved notice to the subject's history, cut back to the newest ALERT_HISTORY."""
-    path = alert_state_path(root, subject).with_suffix(".history.jsonl")
+    path = alert_history_path(root, subject)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({**entry, "at": now}, default=str) + "\n"
     with open(path, "a") as fh:
@@ -599,7 +597,7 @@ def request(root: Path, body: dict[str, Any], timeout: float = 0.0) -> dict[str,
     atomic_write(folder / f"{name}.json", json.dumps(body))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = _read_json(folder / f"{name}.done")
+        answer = read_json_object(folder / f"{name}.done")
         if answer is not None:
             (folder / f"{name}.done").unlink(missing_ok=True)
             return answer
@@ -640,11 +638,3 @@ def redis_length(host: str, port: int, password: str | None, key: str, timeout: 
         kind = command(sock, "TYPE", key).decode()
         verb = {"list": "LLEN", "stream": "XLEN", "zset": "ZCARD", "set": "SCARD"}.get(kind)
         return int(command(sock, verb, key)) if verb else 0
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None

@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from headway import faults
 from headway.state.files import atomic_write as _atomic_write
+from headway.state.files import read_json_object
 
 NOTE = "standby.json"
 last_reason = ""  # why the last try_switch declined, for the ordinary path to say
@@ -74,13 +75,6 @@ def _config_app(config: str | None) -> str | None:
         return None
     m = re.search(r"^app:\s*[\"']?([A-Za-z0-9][A-Za-z0-9_.-]*)[\"']?\s*(#.*)?$", path.read_text(), re.MULTILINE)
     return m.group(1) if m else None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _open_operation(journal: Path) -> bool:
@@ -128,7 +122,7 @@ def try_switch(state_dir: str | None, config: str | None, environment: str) -> Q
         return None
     root = Path(state_dir or os.environ.get("HEADWAY_STATE_DIR") or "/var/lib/headway")
     env_dir = root / "apps" / app / environment
-    note = _read_json(env_dir / NOTE)
+    note = read_json_object(env_dir / NOTE)
     if not isinstance(note, dict) or not (env_dir / "deploy.lock").exists():
         _decline("no warm standby recorded")
         return None
@@ -154,7 +148,7 @@ def try_switch(state_dir: str | None, config: str | None, environment: str) -> Q
 
 def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: float) -> QuickSwitch | None:
     journal = env_dir / "journal.jsonl"
-    current = _read_json(env_dir / "current.json")
+    current = read_json_object(env_dir / "current.json")
     if _open_operation(journal) or not isinstance(current, dict):
         _decline("an interrupted operation needs recovering first")
         return None
@@ -162,7 +156,7 @@ def _switch(root: Path, env_dir: Path, note: dict[str, Any], fd: int, started: f
             or current.get("stopped"):
         _decline("the warm standby note is out of date")
         return None
-    settings = _read_json(root / "proxy" / "settings.json") or {}
+    settings = read_json_object(root / "proxy" / "settings.json") or {}
     port = int(settings.get("control_port", 8765))
     try:
         status, served = _http("GET", "127.0.0.1", port, "/routing")

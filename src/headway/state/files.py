@@ -4,9 +4,11 @@ Standard library only: the quick rollback path (release/quick.py) uses it before
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
@@ -19,3 +21,12 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when it is absent, unreadable, being replaced, or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
