@@ -27,6 +27,13 @@ def _days(d: float) -> str:
     return f"{d:.1f} days" if d < 10 else f"{d:.0f} days"
 
 
+def _within_age(ctx: AuditContext, evidence: str, age: float, fix: str, subject: str) -> Result:
+    """Passed when `age` (days) is within the audit's --max-age, else failed with the limit named."""
+    if age > ctx.max_age_days:
+        return failed(evidence + f" (limit {_days(ctx.max_age_days)})", fix, subject=subject)
+    return passed(evidence, subject=subject)
+
+
 def schedule_interval_days(schedule: str) -> float:
     """The longest gap between the next few runs of a cron schedule, in days."""
     from datetime import UTC, datetime
@@ -128,11 +135,7 @@ def verified(ctx: AuditContext) -> Iterator[Result]:
             continue
         last = max(checked, key=lambda r: r.verified_at or "")
         age = ctx.age_days(last.verified_at or "") or 0.0
-        evidence = f"{last.id} verified ({last.verify_status}) {_days(age)} ago"
-        if age > ctx.max_age_days:
-            yield failed(evidence + f" (limit {_days(ctx.max_age_days)})", fix, subject=db.name)
-        else:
-            yield passed(evidence, subject=db.name)
+        yield _within_age(ctx, f"{last.id} verified ({last.verify_status}) {_days(age)} ago", age, fix, db.name)
 
 
 @check(CHECKS, "data.restore-drill", "a restore drill recently", "warning")
@@ -151,11 +154,7 @@ def restore_drill(ctx: AuditContext) -> Iterator[Result]:
             continue
         at, what = max(whens)
         age = ctx.age_days(at) or 0.0
-        evidence = f"last: {what}, {_days(age)} ago"
-        if age > ctx.max_age_days:
-            yield failed(evidence + f" (limit {_days(ctx.max_age_days)})", fix, subject=db.name)
-        else:
-            yield passed(evidence, subject=db.name)
+        yield _within_age(ctx, f"last: {what}, {_days(age)} ago", age, fix, db.name)
 
 
 @check(CHECKS, "data.pitr", "point-in-time recovery", "info")

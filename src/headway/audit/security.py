@@ -17,11 +17,14 @@ import subprocess
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from headway.audit.checks import AuditContext, Check, Result, check, failed, passed, unknown
 from headway.config.secrets import secrets_path_for
 from headway.engine import labels as L
+
+if TYPE_CHECKING:
+    from headway.engine.base import Engine
 
 CHECKS: list[Check] = []
 HSTS_MIN_DAYS = 14
@@ -185,17 +188,25 @@ def audited_images(ctx: AuditContext) -> list[str]:
     return refs
 
 
-@check(CHECKS, "security.non-root", "images run as a non-root user", "warning")
-def non_root(ctx: AuditContext) -> Iterator[Result]:
+def _images_to_audit(ctx: AuditContext) -> tuple[Engine, list[str]] | Result:
+    """The engine and the images an image check reads, or why there are none to read."""
     if ctx.engine is None:
-        yield ctx.no_engine()
-        return
+        return ctx.no_engine()
     refs = audited_images(ctx)
     if not refs:
-        yield unknown("no image built or deployed yet", f"`headway build -e {ctx.env}` or deploy first")
+        return unknown("no image built or deployed yet", f"`headway build -e {ctx.env}` or deploy first")
+    return ctx.engine, refs
+
+
+@check(CHECKS, "security.non-root", "images run as a non-root user", "warning")
+def non_root(ctx: AuditContext) -> Iterator[Result]:
+    found = _images_to_audit(ctx)
+    if isinstance(found, Result):
+        yield found
         return
+    engine, refs = found
     for ref in refs:
-        config = ctx.engine.image_config(ref)
+        config = engine.image_config(ref)
         if config is None:
             yield unknown(f"{ref} is not on this host", subject=ref)
             continue
@@ -319,13 +330,11 @@ def _secret_values(ctx: AuditContext) -> tuple[dict[str, bytes], list[str]]:
 
 @check(CHECKS, "security.image-secrets", "no secret value in the images", "critical")
 def image_secrets(ctx: AuditContext) -> Iterator[Result]:
-    if ctx.engine is None:
-        yield ctx.no_engine()
+    found = _images_to_audit(ctx)
+    if isinstance(found, Result):
+        yield found
         return
-    refs = audited_images(ctx)
-    if not refs:
-        yield unknown("no image built or deployed yet", f"`headway build -e {ctx.env}` or deploy first")
-        return
+    engine, refs = found
     needles, short = _secret_values(ctx)
     if not needles:
         yield passed("the environment has no secret values to look for" + (
@@ -333,7 +342,7 @@ def image_secrets(ctx: AuditContext) -> Iterator[Result]:
         return
     note = f"; not looked for (shorter than {MIN_SCANNED}): {', '.join(short)}" if short else ""
     for ref in refs:
-        config = ctx.engine.image_config(ref)
+        config = engine.image_config(ref)
         if config is None:
             yield unknown(f"{ref} is not on this host", subject=ref)
             continue
@@ -343,7 +352,7 @@ def image_secrets(ctx: AuditContext) -> Iterator[Result]:
             hits += [(n, f"image ENV {key}") for n, v in needles.items() if v in value.encode()]
         for key, value in config["labels"].items():
             hits += [(n, f"image LABEL {key}") for n, v in needles.items() if v in str(value).encode()]
-        hits += scan_saved_image(ctx.engine.save_image(ref), needles)
+        hits += scan_saved_image(engine.save_image(ref), needles)
         if hits:
             shown = sorted({f"{n} in {w}" for n, w in hits})
             more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
