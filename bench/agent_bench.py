@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.deploy_ops import REPO, free_port, headway_argv, log, run, snapshot_src, wait_serving
 from bench.loadgen import SteadyLoad
-from bench.run import exit_on_sigterm, machine_info, save_results, write_section
+from bench.run import exit_on_sigterm, machine_info, recorded, save_results, write_section
 from headway.engine import labels as L
 from headway.state.files import read_json_object
 
@@ -93,16 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="headway-agent-bench-"))
     bench = AgentBench(workdir, report["errors"])
     try:
-        bench.run(report, minutes)
-    except Exception as exc:  # noqa: BLE001 - recorded in the results and reported
-        report["errors"].append(f"{type(exc).__name__}: {exc}")
-        log(f"FAILED: {type(exc).__name__}: {exc}")
-    except BaseException as exc:  # SIGTERM or Ctrl-C: cleaned up below, never written as a complete result
-        report["errors"].append(f"interrupted ({type(exc).__name__})")
-        raise
+        with recorded(report, bench.close):
+            bench.run(report, minutes)
     finally:
-        report["cleanup_problems"] = bench.close()
-        report["errors"].extend(f"cleanup: {p}" for p in report["cleanup_problems"])
         shutil.rmtree(workdir, ignore_errors=True)
         complete = all(k in report.get("containers", {}) for k in ("agent10", "agent0", "floor")) and \
             "metrics_check" in report and not report["errors"]

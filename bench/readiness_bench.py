@@ -46,7 +46,7 @@ from typing import Any
 
 from bench.deploy_ops import (REPO, _remove_images_named, _sweep_label, free_port, headway_argv, log, run,
                               snapshot_src, wait_serving)
-from bench.run import exit_on_sigterm, machine_info, save_results, write_section
+from bench.run import exit_on_sigterm, machine_info, recorded, save_results, write_section
 from headway.engine import labels as L
 
 RESULTS = REPO / "bench" / "results"
@@ -133,16 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="headway-readiness-bench-"))
     bench = ReadinessBench(workdir, report["errors"])
     try:
-        bench.run(report, mode)
-    except Exception as exc:  # noqa: BLE001 - recorded in the results and reported
-        report["errors"].append(f"{type(exc).__name__}: {exc}")
-        log(f"FAILED: {type(exc).__name__}: {exc}")
-    except BaseException as exc:  # SIGTERM or Ctrl-C: cleaned up below, never written as a complete result
-        report["errors"].append(f"interrupted ({type(exc).__name__})")
-        raise
+        with recorded(report, bench.close):
+            bench.run(report, mode)
     finally:
-        report["cleanup_problems"] = bench.close()
-        report["errors"].extend(f"cleanup: {p}" for p in report["cleanup_problems"])
         shutil.rmtree(workdir, ignore_errors=True)
         report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         complete = all(k in report for k in ("load", "doctor")) and not report["errors"]
