@@ -32,6 +32,11 @@ def kept_dir(state_root: Path, app: str, environment: str) -> Path:
     return state_root / "apps" / app / environment / KEPT
 
 
+def is_kept(state_root: Path, app: str, environment: str) -> bool:
+    """Whether app/environment has a config kept on this host (what the host's own actions need)."""
+    return (kept_dir(state_root, app, environment) / CONFIG).is_file()
+
+
 def keep(target: Target, state_root: Path) -> Path:
     """Write the config of `target` (and the files it names) next to the environment's state. `kept` is a
     symlink to a complete directory, swapped in one rename: a crash leaves the old config or the new one."""

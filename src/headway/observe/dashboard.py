@@ -206,9 +206,9 @@ class Dashboard:
 
     def _action(self, session: Session, token: str, app: str, env: str, action: str,
                 form: dict[str, list[str]], client: str) -> Answer:
-        from headway.config.kept import kept_dir
+        from headway.config.kept import is_kept
 
-        if not (kept_dir(self.root, app, env) / "headway.json").is_file():
+        if not is_kept(self.root, app, env):
             return self._refuse(409, f"{app}/{env} has no config kept on this host: deploy it once with this "
                                 "headway", session, client, f"/env/{app}/{env}/{action}")
         if action == "rollback":
@@ -281,7 +281,7 @@ class Dashboard:
         return out
 
     def environment(self, app: str, env: str) -> dict[str, Any] | None:
-        from headway.config.kept import kept_dir
+        from headway.config.kept import is_kept
         from headway.data.catalog import Catalog, RestoreLog
         from headway.engine import labels as L
         from headway.observe.figures import environment_figures
@@ -296,8 +296,11 @@ class Dashboard:
         summaries = self.engine.summaries(L.selector(app=app, environment=env))
         present = {int(s["labels"].get(L.DEPLOY, "0") or 0) for s in summaries
                    if s["labels"].get(L.KIND) == "app"}
+        records = state.history()
+        live_version = next((r.version for r in reversed(records) if r.number == current.live and r.action == "deploy"),
+                            None)
         history = []
-        for rec in reversed(state.history()[-20:]):
+        for rec in reversed(records[-20:]):
             history.append({"number": rec.number, "action": rec.action, "version": rec.version,
                             "outcome": rec.outcome, "by": rec.by, "at": rec.started_at,
                             "target": rec.target, "live": rec.number == current.live,
@@ -316,15 +319,12 @@ class Dashboard:
         }
         live = [s for s in summaries if s["labels"].get(L.KIND) == "app" and s["state"] == "running"
                 and str(current.live) == s["labels"].get(L.DEPLOY)]
-        return {"app": app, "environment": env, "release": _live_release(self.root, app, env,
-                                                                            current.model_dump(mode="json")),
+        return {"app": app, "environment": env, "release": live_version,
                 "live": current.live, "health": _health(figures, current.model_dump(mode="json")),
                 "maintenance": bool(current.maintenance), "history": history, "backups": backups,
                 "restores": restores, "charts": charts, "containers": figures.get("containers", []),
                 "firing": firing_alerts(self.root, app, env), "recent_alerts": _recent_alerts(self.root, app, env),
-                "logs": self._log_tail(live), "actions": kept_dir(self.root, app, env).joinpath(
-                    "headway.json").is_file(),
-                "figures": {k: figures.get(k) for k in ("requests_per_s", "server_error_ratio", "p95_s")}}
+                "logs": self._log_tail(live), "actions": is_kept(self.root, app, env)}
 
     def _log_tail(self, summaries: list[dict[str, Any]], lines: int = 40) -> list[str]:
         out: list[str] = []
