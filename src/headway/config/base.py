@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${NAME}: a secret or env var, in env values and settings
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -9,6 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headway.config.base import REF
 from headway.config.loader import find_config, load_config
 from headway.config.model import (
     AccessoryVolumes,
@@ -23,7 +24,6 @@ from headway.config.model import (
     TlsOptions,
 )
 from headway.config.secrets import (
-    REF,
     SECRETS_MOUNT,
     SecretValues,
     check_named_secrets,
@@ -33,7 +33,6 @@ from headway.config.secrets import (
 )
 from headway.errors import ConfigError, HeadwayError
 
-_REF = REF
 
 
 class Secrets(SecretValues):
@@ -187,7 +186,7 @@ class Target:
                 raise _withheld(name, self.environment)
             raise ConfigError(f"env {key} refers to ${{{name}}}, which is neither a secret nor an env var",
                               f"add {name}=... to the secrets file of {self.environment}")
-        return _REF.sub(sub, value)
+        return REF.sub(sub, value)
 
     def config_hash(self) -> str:
         """Changes whenever anything that shapes the running containers changes (secrets included, unseen)."""
@@ -225,7 +224,7 @@ def resolve(config: AppConfig, environment: str, root: Path, *, withheld: bool =
     secrets_path = secrets_path_for(config, environment, root)
     specs = secret_specs(config, environment)
     needed = sorted({s for a in accessories.values() for s in a.secret_names}
-                    | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in _REF.finditer(v)}
+                    | {m.group(1) for v in {**config.env, **env_cfg.env}.values() for m in REF.finditer(v)}
                     | _registry_refs(config))
     commands = {n for n, spec in specs.items() if spec.from_}
     env = {**config.env, **env_cfg.env}
@@ -250,7 +249,7 @@ def _registry_refs(config: AppConfig) -> set[str]:
     reg = config.registry
     if reg is None:
         return set()
-    return {m.group(1) for v in (reg.username, reg.password) if v for m in _REF.finditer(v)}
+    return {m.group(1) for v in (reg.username, reg.password) if v for m in REF.finditer(v)}
 
 
 def load_target(environment: str, config_path: str | Path | None = None) -> Target:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headway.config.base import REF
 from headway.config.model import AppConfig, SecretSpec
 from headway.errors import ConfigError
 
@@ -63,8 +64,6 @@ def secret_specs(config: AppConfig, environment: str) -> dict[str, SecretSpec]:
 
 FETCHED_ENV = "HEADWAY_FETCHED_SECRETS"  # names whose `from` command already ran where headway was invoked
 
-
-REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${NAME} in env values and channel settings
 
 class SecretValues(dict[str, str]):
     """Secret values by name; the repr never shows a value. Secrets with a `from` command get their value when it

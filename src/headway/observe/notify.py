@@ -29,7 +29,7 @@ from pydantic import (ConfigDict, Field, TypeAdapter, ValidationError, Validatio
                       model_validator)
 
 from headway import __version__
-from headway.config.base import Strict
+from headway.config.base import REF, Strict
 from headway.errors import ConfigError
 
 Kind = Literal["alert", "resolved", "deploy", "rollback", "canary", "backup", "test", "scale"]
@@ -42,7 +42,6 @@ CHANNEL_TYPES: tuple[str, ...] = ("webhook", "slack", "discord", "telegram", "nt
 
 ResolveSecret = Callable[[str], str]
 
-_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _SENSITIVE_HEADER = re.compile(r"authorization|token|secret|key|password|passwd|signature|cookie", re.I)
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -51,7 +50,7 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # --- configuration -----------------------------------------------------------------------------------------------
 
 def _has_ref(text: str) -> bool:
-    return bool(_REF.search(text))
+    return bool(REF.search(text))
 
 
 def _check_url(what: str, url: str) -> str:
@@ -74,7 +73,7 @@ def _filled(info: ValidationInfo) -> bool:
 
 
 def _ref_only(what: str, example: str, value: str | None, info: ValidationInfo) -> str | None:
-    if value is not None and not _filled(info) and not _REF.fullmatch(value):
+    if value is not None and not _filled(info) and not REF.fullmatch(value):
         raise ValueError(f"{what} must be a secret reference such as ${{{example}}}, never the value itself: "
                          f"put {example}=... in the secrets file and write ${{{example}}} here")
     return value
