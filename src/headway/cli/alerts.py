@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import Table, err_console, escape, out_console, print_json
 
 
@@ -16,8 +18,7 @@ def alerts() -> None:
 
 
 @alerts.command("test")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-              help="Environment from headway.yml, e.g. production or staging.")
+@env_option
 @click.option("--json", "as_json", is_flag=True, help="Print each channel's delivery as JSON on stdout.")
 @click.pass_obj
 def test_cmd(obj: Any, environment: str, as_json: bool) -> None:
@@ -45,7 +46,7 @@ def _subject(obj: Any, environment: str) -> tuple[str, Any]:
 
 
 @alerts.command("list")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV")
+@env_option
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts and silences as JSON on stdout.")
 @click.pass_obj
 def list_cmd(obj: Any, environment: str, as_json: bool) -> None:
@@ -80,7 +81,7 @@ def _ago(t: float) -> str:
 
 
 @alerts.command("silence")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV")
+@env_option
 @click.option("--rule", default=None, help="Only this rule (down, error_rate, p95, …); default: every rule.")
 @click.option("--for", "for_", required=True, metavar="DURATION", help="How long, e.g. 1h or 30m.")
 @click.option("--reason", default="", help="Why, for whoever looks later.")
@@ -108,7 +109,7 @@ def silence_cmd(obj: Any, environment: str, rule: str | None, for_: str, reason:
 
 
 @alerts.command("unsilence")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV")
+@env_option
 @click.argument("silence_id")
 @click.pass_obj
 def unsilence_cmd(obj: Any, environment: str, silence_id: str) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import ConsoleReporter, Table, err_console, escape, out_console, print_json
 from headway.errors import ConfigError, ExitCode, HeadwayError
 
-env_option = click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-                          help="Environment from headway.yml, e.g. production or staging.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 identity_option = click.option("--identity", "identity", type=click.Path(dir_okay=False), default=None,
                                envvar="HEADWAY_AGE_IDENTITY",

@@ -6,12 +6,13 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import err_console, escape, out_console, print_json
 
 
 @click.command()
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-              help="Environment from headway.yml, e.g. staging.")
+@env_option
 @click.option("--rps", type=float, default=50.0, show_default=True, help="Requests per second (at most 2000).")
 @click.option("--for", "duration", default="30s", show_default=True, metavar="DURATION",
               help="How long, e.g. 60s or 2m (at most 10m).")

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import err_console, escape
 
 
@@ -16,8 +18,7 @@ def render() -> None:
 
 
 @render.command("kubernetes")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-              help="Environment from headway.yml, e.g. staging.")
+@env_option
 @click.option("--version", "version", default=None,
               help="Tag of the built images (default: the short commit id of HEAD).")
 @click.option("--image-tag", default=None, metavar="TAG",

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import Table, err_console, escape, out_console, print_json
 
 
@@ -35,7 +37,7 @@ def _mb(v: float | None) -> str:
 
 
 @click.command("metrics")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV")
+@env_option
 @click.option("--hours", type=float, default=1.0, show_default=True, help="How far back the sparklines go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures and their series as JSON on stdout.")
 @click.pass_obj

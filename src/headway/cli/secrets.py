@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import Table, err_console, out_console, print_json
 from headway.errors import ConfigError, ExitCode, HeadwayError, NotFound
 
-env_option = click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-                          help="Environment from headway.yml, e.g. production or staging.")
 
 
 def _config(obj: Any, environment: str) -> tuple[Any, Path]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from headway.cli.main import env_option
+
 from headway.cli.render import Table, err_console, escape, out_console, print_json
 from headway.cli.server import _ssh, accept_option, ssh_key_option
 
@@ -17,8 +19,7 @@ def swarm() -> None:
 
 
 @swarm.command("init")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-              help="Environment from headway.yml whose `swarm:` names the machines.")
+@env_option
 @click.option("--check", is_flag=True, help="Only report what would change (exit 1 if anything would).")
 @ssh_key_option
 @accept_option
@@ -65,8 +66,7 @@ def init_cmd(obj: Any, environment: str, check: bool, ssh_key: str | None, accep
 
 
 @swarm.command("nodes")
-@click.option("-e", "--environment", "environment", required=True, metavar="ENV",
-              help="Environment from headway.yml on a swarm.")
+@env_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_obj
 def nodes_cmd(obj: Any, environment: str, as_json: bool) -> None:
